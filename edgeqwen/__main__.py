@@ -1,0 +1,3 @@
+from edgeqwen.cli import main
+
+raise SystemExit(main())

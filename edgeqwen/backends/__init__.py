@@ -1,0 +1,39 @@
+"""Conversion backends, one module per runtime engine. Each exposes
+`build(plan, model_dir, work_dir, out_dir) -> dict` writing the runtime's files
+into out_dir, and `olive_workflow`-style helpers for `--dry-run`."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from edgeqwen.errors import PlanError
+
+
+def backend_for(engine: str) -> ModuleType:
+    if engine == "onnxruntime-genai":
+        from edgeqwen.backends import ort_genai
+
+        return ort_genai
+    if engine == "openvino":
+        raise PlanError(
+            "engine 'openvino' (Optimum-Intel + NNCF) is not available in this version of edgeqwen yet; "
+            "targets with engine = 'onnxruntime-genai' can be built now (see `edgeqwen targets`)"
+        )
+    raise PlanError(f"unknown engine {engine!r}")
+
+
+def runtime_requirement(engine: str, device: str) -> str:
+    """The one pip requirement a device needs to run a bundle (what the shim imports)."""
+    if engine == "onnxruntime-genai":
+        package = "onnxruntime-genai-cuda" if device == "cuda" else "onnxruntime-genai"
+        return f"{package}=={runtime_version('onnxruntime-genai')}"
+    return "openvino-genai"
+
+
+def runtime_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,201 @@
+"""ONNX Runtime GenAI backend: an Olive workflow (ModelBuilder pass) generated from the plan.
+
+    plan  ->  olive_workflow(plan)  ->  `python -m olive run`  ->  graph repairs  ->  runtime files
+
+INT4 goes straight through the ModelBuilder pass, which quantizes every MatMul
+(lm_head included) with the builder's RTN or k-quant algorithm. INT8 exports
+fp32 with ModelBuilder and quantizes with Olive's block-wise RTN pass at 8 bits,
+because the builder has no INT8 mode. fp32 (CPU) and fp16 (CUDA) are plain
+ModelBuilder exports. In every case the lm_head is pruned to the last token
+during prefill (`prune_lm_head`), so a long prompt never materialises
+prompt-length x 151,936 logits on the device.
+
+Olive runs in a child process: its log goes to a file in the work folder, its
+module patches stay out of this process, and an interrupted build kills it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+from tqdm import tqdm
+
+from edgeqwen.backends import onnx_fixups
+from edgeqwen.errors import BuildError, PlanError
+from edgeqwen.plan import BuildPlan
+
+ENGINE = "onnxruntime-genai"
+EXECUTION_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+EMBEDDING_GATHER = "/model/embed_tokens/Gather"
+LM_HEAD_MATMUL = "/lm_head/MatMul"
+# What a bundle needs from Olive's output folder; everything else there is Olive's bookkeeping.
+RUNTIME_FILES = ("genai_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+MODEL_FILE, MODEL_DATA_FILE = "model.onnx", "model.onnx.data"
+
+
+def int4_algorithm(plan: BuildPlan) -> str:
+    """The builder's `int4_algo_config`: RTN or k-quant, with an INT8 lm_head when the plan asks for one."""
+    q = plan.quantization
+    base = q.algorithm
+    if q.lm_head == "int8":
+        return f"{base}_last"
+    return base
+
+
+def check_supported(plan: BuildPlan) -> None:
+    q, m = plan.quantization, plan.model
+    if plan.device not in EXECUTION_PROVIDERS:
+        raise PlanError(f"target {plan.target!r}: device {plan.device!r} is not an ONNX Runtime GenAI provider")
+    if q.weights == "int4" and q.embeddings != "float" and q.embeddings != q.lm_head:
+        raise PlanError(
+            f"embeddings = {q.embeddings!r} with lm_head = {q.lm_head!r}: the ONNX Runtime GenAI builder stores a "
+            "quantized embedding only as the lm_head's own matrix; set both to the same precision, or embeddings "
+            "to 'float'"
+        )
+    if q.weights == "int4" and q.embeddings == "int8" and not m.tied_embeddings:
+        raise PlanError(
+            f"{m.id} has separate embedding and lm_head tables; INT8 embeddings are only available for tied "
+            "models here. Use embeddings = 'int4' or 'float'"
+        )
+    if q.weights == "int8" and q.lm_head == "int4":
+        raise PlanError("weights = 'int8' with lm_head = 'int4': the lm_head cannot be coarser than the weights")
+
+
+def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
+    """The Olive run configuration for this plan (also shown by `--dry-run`)."""
+    check_supported(plan)
+    q = plan.quantization
+    builder: dict = {"type": "ModelBuilder", "extra_options": {"prune_lm_head": True}}
+    passes: dict = {"builder": builder}
+    if q.weights == "int4":
+        builder.update(
+            precision="int4",
+            int4_block_size=q.block_size,
+            int4_is_symmetric=q.symmetric,
+        )
+        if q.accuracy_level:  # 0 means "the provider's default"; Olive accepts only 1..4
+            builder["int4_accuracy_level"] = q.accuracy_level
+        builder["extra_options"]["int4_algo_config"] = int4_algorithm(plan)
+        if q.lm_head == "float":
+            builder["int4_nodes_to_exclude"] = [LM_HEAD_MATMUL]
+        if q.embeddings == "int4" and not plan.model.tied_embeddings:
+            builder["int4_op_types_to_quantize"] = ["MatMul", "Gather"]
+    elif q.weights == "int8":
+        builder["precision"] = "fp32"
+        excluded = [EMBEDDING_GATHER] + ([LM_HEAD_MATMUL] if q.lm_head == "float" else [])
+        passes["int8"] = {
+            "type": "OnnxBlockWiseRtnQuantization",
+            "bits": 8,
+            "block_size": q.block_size,
+            "is_symmetric": q.symmetric,
+            "accuracy_level": q.accuracy_level,
+            "nodes_to_exclude": excluded,
+        }
+    else:
+        builder["precision"] = q.weights
+    device = "gpu" if plan.device == "cuda" else "cpu"
+    return {
+        "input_model": {"type": "HfModel", "model_path": str(model_dir)},
+        "systems": {
+            "local_system": {
+                "type": "LocalSystem",
+                "accelerators": [{"device": device, "execution_providers": [EXECUTION_PROVIDERS[plan.device]]}],
+            }
+        },
+        "passes": passes,
+        "host": "local_system",
+        "target": "local_system",
+        "cache_dir": str(work_dir / "olive-cache"),
+        "output_dir": str(work_dir / "olive-output"),
+        "log_severity_level": 1,
+    }
+
+
+def run_olive(config: dict, work_dir: Path) -> Path:
+    """Run the workflow in a child process; return the folder holding the output model."""
+    config_path = work_dir / "olive_config.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    log_path = work_dir / "olive.log"
+    env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "olive", "run", "--config", str(config_path), "--disable_telemetry"]
+    pass_names = list(config["passes"])
+    with open(log_path, "w") as log, tqdm(total=len(pass_names), desc="  olive passes", unit="pass", leave=False) as bar:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            for line in process.stdout:
+                log.write(line)
+                started = re.search(r"Running pass (\w+):", line)
+                if started:
+                    bar.set_postfix_str(started.group(1))
+                if re.search(r"Pass \w+:\w+ finished", line):
+                    bar.update(1)
+            process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    if process.returncode != 0:
+        raise BuildError(f"Olive failed (exit {process.returncode}); last lines of {log_path}:\n{tail(log_path)}")
+    output = Path(config["output_dir"])
+    if not (output / "genai_config.json").is_file():
+        raise BuildError(f"Olive finished but wrote no model to {output}; see {log_path}:\n{tail(log_path)}")
+    return output
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def finish_model(plan: BuildPlan, olive_output: Path, out_dir: Path) -> dict:
+    """Repair Olive's graph, save it as model.onnx + model.onnx.data, and note what was done."""
+    model = onnx.load(olive_output / read_genai_config(olive_output)["model"]["decoder"]["filename"])
+    repairs = {"restored_logits_output": onnx_fixups.restore_output_name(model)}
+    q = plan.quantization
+    wants_shared = plan.model.tied_embeddings and q.embeddings != "float" and q.embeddings == q.lm_head
+    repairs["shared_embedding"] = wants_shared and onnx_fixups.share_embedding_with_lm_head(model)
+    if wants_shared and not repairs["shared_embedding"]:
+        raise BuildError(f"could not share the {q.embeddings} embedding with the lm_head in {olive_output}")
+    onnx.save(
+        model,
+        out_dir / MODEL_FILE,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=MODEL_DATA_FILE,
+        size_threshold=1024,
+    )
+    return repairs
+
+
+def read_genai_config(folder: Path) -> dict:
+    return json.loads((folder / "genai_config.json").read_text())
+
+
+def write_genai_config(plan: BuildPlan, olive_output: Path, out_dir: Path) -> None:
+    """Olive's genai_config with the target's context budget and thread count."""
+    config = read_genai_config(olive_output)
+    model = config["model"]
+    model["context_length"] = plan.context_length
+    model["decoder"]["filename"] = MODEL_FILE
+    session = model["decoder"].setdefault("session_options", {})
+    session["intra_op_num_threads"] = plan.threads
+    config["search"]["max_length"] = plan.context_length
+    (out_dir / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
+
+
+def build(plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> dict:
+    """Export and quantize the model into `out_dir`; return facts for the manifest."""
+    config = olive_workflow(plan, model_dir, work_dir)
+    olive_output = run_olive(config, work_dir)
+    repairs = finish_model(plan, olive_output, out_dir)
+    write_genai_config(plan, olive_output, out_dir)
+    for name in RUNTIME_FILES[1:]:
+        source = olive_output / name
+        if source.is_file():
+            (out_dir / name).write_bytes(source.read_bytes())
+    return {"olive_passes": list(config["passes"].values()), "graph_repairs": repairs}

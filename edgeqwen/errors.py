@@ -1,0 +1,39 @@
+"""Typed errors. Every failure a user can cause is one of these, raised with a
+message that names the file, field or value and what would be accepted; the
+CLI prints the message and exits non-zero instead of showing a traceback."""
+
+
+class EdgeqwenError(Exception):
+    """Base class: a problem the user can fix, explained in the message."""
+
+    exit_code = 2
+
+
+class ProfileError(EdgeqwenError):
+    """A target profile (targets/*.toml) is missing, malformed or invalid."""
+
+
+class RecipeError(EdgeqwenError):
+    """A recipe (recipes/*.toml) is missing, malformed or invalid."""
+
+
+class PlanError(EdgeqwenError):
+    """Model, target and recipe do not combine into a buildable plan."""
+
+
+class ModelError(EdgeqwenError):
+    """The model cannot be found, read, or is not a supported Qwen model."""
+
+
+class FitError(EdgeqwenError):
+    """The model does not fit the target's memory budget."""
+
+
+class BundleError(EdgeqwenError):
+    """A bundle destination or an existing bundle is not usable."""
+
+
+class BuildError(EdgeqwenError):
+    """A conversion engine failed; the message says which stage and why."""
+
+    exit_code = 1

@@ -1,0 +1,108 @@
+"""Will it fit? Weights plus KV cache at the planned context, against the target's memory budget.
+
+Checked before any long work, so a model that cannot run on the device is
+refused in a second with the numbers, not after a twenty-minute export.
+The estimate follows how ONNX Runtime GenAI allocates: the KV cache is one
+buffer for the full context (past_present_share_buffer), in the model's I/O
+type (fp32 on CPU, fp16 on CUDA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeqwen.errors import FitError
+from edgeqwen.plan import BuildPlan
+
+MB = 1024 * 1024
+# Session, allocator arenas and the tokenizer: measured as roughly this much on top of weights and cache.
+RUNTIME_OVERHEAD_BYTES = 96 * MB
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_bytes: int
+    kv_cache_bytes: int
+    runtime_bytes: int
+    budget_bytes: int
+    context_length: int
+    kv_bytes_per_token: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_cache_bytes + self.runtime_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.budget_bytes
+
+    @property
+    def max_context_that_fits(self) -> int:
+        spare = self.budget_bytes - self.weights_bytes - self.runtime_bytes
+        return max(0, spare // self.kv_bytes_per_token)
+
+    def to_dict(self) -> dict:
+        return {
+            "weights_mb": round(self.weights_bytes / MB, 1),
+            "kv_cache_mb": round(self.kv_cache_bytes / MB, 1),
+            "runtime_mb": round(self.runtime_bytes / MB, 1),
+            "total_mb": round(self.total_bytes / MB, 1),
+            "budget_mb": round(self.budget_bytes / MB, 1),
+            "context_length": self.context_length,
+            "fits": self.fits,
+        }
+
+
+def float_bytes(plan: BuildPlan) -> int:
+    return 2 if plan.device in ("cuda", "gpu", "npu") else 4
+
+
+def bits_per_weight(precision: str, plan: BuildPlan) -> float:
+    """Storage per weight including block scales (and zero points when asymmetric)."""
+    q = plan.quantization
+    if precision in ("float", "fp32", "fp16"):
+        return 8.0 * float_bytes(plan)
+    bits = 4 if precision == "int4" else 8
+    scale_bits = 8 * float_bytes(plan) / q.block_size
+    zero_point_bits = 0 if q.symmetric else bits / q.block_size
+    return bits + scale_bits + zero_point_bits
+
+
+def estimate_memory(plan: BuildPlan) -> MemoryEstimate:
+    m, q = plan.model, plan.quantization
+    table = m.vocab_size * m.hidden_size
+    layers = m.num_parameters - table * (1 if m.tied_embeddings else 2)
+    layer_precision = {"int4": "int4", "int8": "int8"}.get(q.weights, "float")
+    weight_bits = layers * bits_per_weight(layer_precision, plan)
+    weight_bits += table * bits_per_weight(q.lm_head, plan)
+    if not (m.tied_embeddings and q.embeddings == q.lm_head):  # a tied pair at one precision is stored once
+        weight_bits += table * bits_per_weight(q.embeddings, plan)
+    kv_per_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * float_bytes(plan)
+    # Prefill activations: one row of logits (the lm_head is pruned to the last token) and the widest
+    # layer activation for a full-context prompt.
+    activations = m.vocab_size * 4 + plan.context_length * max(m.intermediate_size, m.hidden_size) * 4 * 2
+    return MemoryEstimate(
+        weights_bytes=int(weight_bits / 8),
+        kv_cache_bytes=kv_per_token * plan.context_length,
+        runtime_bytes=RUNTIME_OVERHEAD_BYTES + activations,
+        budget_bytes=plan.memory_budget_mb * MB,
+        context_length=plan.context_length,
+        kv_bytes_per_token=kv_per_token,
+    )
+
+
+def check_fit(plan: BuildPlan) -> MemoryEstimate:
+    estimate = estimate_memory(plan)
+    if not estimate.fits:
+        e = estimate.to_dict()
+        hint = (
+            f"a context of at most {estimate.max_context_that_fits} tokens would fit (--context-length)"
+            if estimate.max_context_that_fits >= 256
+            else "the weights alone exceed the budget: choose a smaller model or a target with more memory"
+        )
+        raise FitError(
+            f"{plan.model.id} does not fit target {plan.target!r}: weights {e['weights_mb']} MB + KV cache "
+            f"{e['kv_cache_mb']} MB at {plan.context_length} tokens + runtime {e['runtime_mb']} MB = "
+            f"{e['total_mb']} MB, over the memory budget of {e['budget_mb']} MB; {hint}"
+        )
+    return estimate

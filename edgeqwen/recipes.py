@@ -1,0 +1,85 @@
+"""Recipes: per-model-family adjustments to a target's defaults (recipes/*.toml).
+
+A recipe holds only what differs for a family of models, for example a block
+size that small Qwen3 models need. Every field is optional; an empty section
+means "the target's defaults are right for this family". The recipe for a
+model is chosen by its `model_type` unless `--recipe` names one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from edgeqwen.errors import RecipeError
+from edgeqwen.schema import from_dict, read_toml
+from edgeqwen.targets import BLOCK_SIZES, PROJECT_ROOT, TablePrecision, WeightPrecision
+
+
+@dataclass(frozen=True)
+class QuantizationOverrides:
+    weights: Optional[WeightPrecision] = None
+    block_size: Optional[int] = None
+    symmetric: Optional[bool] = None
+    accuracy_level: Optional[int] = None
+    embeddings: Optional[TablePrecision] = None
+    lm_head: Optional[TablePrecision] = None
+    algorithm: Optional[Literal["rtn", "k_quant"]] = None
+    # An upper bound rather than a value: a family that needs fine blocks keeps a target's finer choice.
+    max_block_size: Optional[int] = None
+
+    def __post_init__(self):
+        for key in ("block_size", "max_block_size"):
+            value = getattr(self, key)
+            if value is not None and value not in BLOCK_SIZES:
+                raise ValueError(f"{key} = {value}: expected one of {BLOCK_SIZES}")
+
+
+@dataclass(frozen=True)
+class DriftOverrides:
+    max_ppl_ratio: Optional[float] = None
+    max_mean_kld: Optional[float] = None
+    min_top1_agreement: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    model_types: tuple[str, ...]
+    quantization: QuantizationOverrides = QuantizationOverrides()
+    drift: DriftOverrides = DriftOverrides()
+    path: Path = field(default=Path(), compare=False, metadata={"internal": True})
+
+
+def recipes_dir() -> Path:
+    return Path(os.environ.get("EDGEQWEN_RECIPES_DIR", PROJECT_ROOT / "recipes"))
+
+
+def recipe_names(directory: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (directory or recipes_dir()).glob("*.toml"))
+
+
+def load_recipe(name: str, directory: Path | None = None) -> Recipe:
+    directory = directory or recipes_dir()
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(recipe_names(directory)) or "(none)"
+        raise RecipeError(f"unknown recipe {name!r}: no {path}. Known recipes: {known}")
+    recipe = from_dict(Recipe, read_toml(path, RecipeError), path=path, error_cls=RecipeError)
+    if recipe.name != path.stem:
+        raise RecipeError(f"{path}: name = {recipe.name!r} must match the file name {path.stem!r}")
+    return Recipe(**{**recipe.__dict__, "path": path})
+
+
+def recipe_for_model_type(model_type: str, directory: Path | None = None) -> Recipe:
+    directory = directory or recipes_dir()
+    matches = [r for r in (load_recipe(n, directory) for n in recipe_names(directory)) if model_type in r.model_types]
+    if not matches:
+        raise RecipeError(f"no recipe in {directory} lists model_type {model_type!r}; pass --recipe NAME")
+    if len(matches) > 1:
+        names = ", ".join(r.name for r in matches)
+        raise RecipeError(f"several recipes list model_type {model_type!r} ({names}); pass --recipe NAME")
+    return matches[0]

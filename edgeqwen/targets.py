@@ -1,0 +1,143 @@
+"""Target profiles: one TOML file per device in targets/, loaded into frozen typed objects.
+
+A profile holds what is true of a device (hardware facts, with their source in
+a comment in the file), how to run on it (runtime, device, threads) and what a
+bundle for it must respect (precision defaults, context, memory and drift
+budgets). The list of targets is the list of files: adding a device is adding
+a file, and the tests pick it up from the directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from edgeqwen.errors import ProfileError
+from edgeqwen.schema import from_dict, read_toml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+Engine = Literal["onnxruntime-genai", "openvino"]
+Device = Literal["cpu", "cuda", "gpu", "npu"]
+WeightPrecision = Literal["int4", "int8", "fp16", "fp32"]
+TablePrecision = Literal["int4", "int8", "float"]
+
+# Which devices each engine can target: an ONNX Runtime execution provider, or an OpenVINO device.
+ENGINE_DEVICES = {"onnxruntime-genai": ("cpu", "cuda"), "openvino": ("cpu", "gpu", "npu")}
+BLOCK_SIZES = (16, 32, 64, 128, 256)
+# MatMulNBits accuracy_level: 0 = unset, 1 = fp32, 2 = fp16, 3 = bf16, 4 = int8 activations.
+ACCURACY_LEVELS = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    cpu_arch: Literal["arm64", "x86_64"]
+    cpu: str
+    cores: int
+    ram_gb: float
+    memory_bandwidth_gbps: float
+    accelerator: str = "none"
+
+    def __post_init__(self):
+        if self.cores < 1 or self.ram_gb <= 0 or self.memory_bandwidth_gbps <= 0:
+            raise ValueError("cores, ram_gb and memory_bandwidth_gbps must be positive")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    engine: Engine
+    device: Device
+    threads: int
+
+    def __post_init__(self):
+        if self.device not in ENGINE_DEVICES[self.engine]:
+            raise ValueError(
+                f"device {self.device!r} is not available with engine {self.engine!r} "
+                f"(choose one of {', '.join(ENGINE_DEVICES[self.engine])})"
+            )
+        if self.threads < 1:
+            raise ValueError(f"threads = {self.threads}: must be at least 1")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How weights are stored. `embeddings` and `lm_head` are the two vocabulary-sized tables."""
+
+    weights: WeightPrecision
+    block_size: int
+    symmetric: bool
+    accuracy_level: int
+    embeddings: TablePrecision
+    lm_head: TablePrecision
+    algorithm: Literal["rtn", "k_quant"] = "rtn"
+
+    def __post_init__(self):
+        if self.block_size not in BLOCK_SIZES:
+            raise ValueError(f"block_size = {self.block_size}: expected one of {BLOCK_SIZES}")
+        if self.accuracy_level not in ACCURACY_LEVELS:
+            raise ValueError(f"accuracy_level = {self.accuracy_level}: expected one of {ACCURACY_LEVELS}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    context_length: int
+    memory_budget_mb: int
+
+    def __post_init__(self):
+        if self.context_length < 256:
+            raise ValueError(f"context_length = {self.context_length}: must be at least 256")
+        if self.memory_budget_mb < 64:
+            raise ValueError(f"memory_budget_mb = {self.memory_budget_mb}: must be at least 64")
+
+
+@dataclass(frozen=True)
+class DriftBudget:
+    """Accuracy a bundle must keep against the full-precision model (enforced by the drift gate)."""
+
+    max_ppl_ratio: float
+    max_mean_kld: float
+    min_top1_agreement: float
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    name: str
+    description: str
+    hardware: Hardware
+    runtime: Runtime
+    quantization: Quantization
+    limits: Limits
+    drift: DriftBudget
+    path: Path = field(default=Path(), compare=False, metadata={"internal": True})
+
+
+def targets_dir() -> Path:
+    return Path(os.environ.get("EDGEQWEN_TARGETS_DIR", PROJECT_ROOT / "targets"))
+
+
+def target_names(directory: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (directory or targets_dir()).glob("*.toml"))
+
+
+def load_target_file(path: Path) -> TargetProfile:
+    data = read_toml(path, ProfileError)
+    profile = from_dict(TargetProfile, data, path=path, error_cls=ProfileError)
+    if profile.name != path.stem:
+        raise ProfileError(f"{path}: name = {profile.name!r} must match the file name {path.stem!r}")
+    return TargetProfile(**{**profile.__dict__, "path": path})
+
+
+def load_target(name: str, directory: Path | None = None) -> TargetProfile:
+    directory = directory or targets_dir()
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(target_names(directory)) or "(none)"
+        raise ProfileError(f"unknown target {name!r}: no {path}. Known targets: {known}")
+    return load_target_file(path)
+
+
+def load_all_targets(directory: Path | None = None) -> list[TargetProfile]:
+    directory = directory or targets_dir()
+    return [load_target(name, directory) for name in target_names(directory)]

@@ -1,0 +1,110 @@
+"""Shared test fixtures: tiny random Qwen2 and Qwen3 checkpoints built at test time, and an in-process CLI.
+
+The tiny models are real transformers checkpoints (Qwen2ForCausalLM,
+Qwen3ForCausalLM) with Qwen's full tokenizer, so every engine treats them
+exactly like a downloaded Qwen; only the sizes are small (hidden 128, 2 layers).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgeqwen.demo.assets import TOKENIZER_FILES, tokenizer_source_dir
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+QWEN_VOCAB = 151936
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hermetic_environment(tmp_path_factory):
+    """No network, and the demo model's cache folder inside the test session."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    patch.setenv("EDGEQWEN_CACHE", str(tmp_path_factory.mktemp("edgeqwen-cache")))
+    patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+    yield
+    patch.undo()
+
+
+def copy_tokenizer(folder: Path) -> None:
+    for name in TOKENIZER_FILES:
+        shutil.copy(tokenizer_source_dir() / name, folder / name)
+
+
+def make_tiny_qwen(folder: Path, family: str, seed: int = 0) -> Path:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    common = dict(
+        vocab_size=QWEN_VOCAB,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=151643,
+        eos_token_id=151645,
+    )
+    if family == "qwen3":
+        model = Qwen3ForCausalLM(Qwen3Config(head_dim=32, **common))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    folder.mkdir(parents=True, exist_ok=True)
+    model.to(torch.bfloat16).save_pretrained(folder)
+    copy_tokenizer(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {family: make_tiny_qwen(root / f"tiny-{family}", family) for family in ("qwen2", "qwen3")}
+
+
+def write_header_only_checkpoint(folder: Path, config: dict, tensors: dict[str, list[int]]) -> Path:
+    """A model folder whose safetensors header declares `tensors` but holds no data.
+
+    Enough for every check that runs before conversion (support, plan, fit), which read headers only.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    header = {name: {"dtype": "BF16", "shape": shape, "data_offsets": [0, 0]} for name, shape in tensors.items()}
+    blob = json.dumps(header).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(blob)) + blob)
+    copy_tokenizer(folder)
+    return folder
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli():
+    """Run `edgeqwen ...` in process, as a user would from the shell."""
+    from edgeqwen.cli import main
+
+    def run(*argv: str) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main([str(a) for a in argv])
+            except SystemExit as e:  # argparse usage errors
+                code = e.code if isinstance(e.code, int) else 2
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return run

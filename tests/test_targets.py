@@ -1,0 +1,116 @@
+"""Target profiles: every file in targets/ loads, and every kind of bad profile is refused by file and key."""
+
+from pathlib import Path
+
+import pytest
+
+from edgeqwen.errors import ProfileError
+from edgeqwen.targets import load_target, load_target_file, target_names
+
+TARGET_NAMES = target_names()
+REQUIRED_TARGETS = {"raspberry-pi-5", "android-arm64", "jetson-orin-nano", "intel-core-ultra-npu", "x86-64-laptop"}
+GOOD = (Path(__file__).resolve().parents[1] / "targets" / "raspberry-pi-5.toml").read_text()
+
+
+def test_required_targets_exist():
+    assert REQUIRED_TARGETS <= set(TARGET_NAMES)
+
+
+@pytest.mark.parametrize("name", TARGET_NAMES)
+def test_every_profile_loads_with_sourced_hardware_facts(name):
+    profile = load_target(name)
+    assert profile.name == name
+    assert profile.hardware.memory_bandwidth_gbps > 0 and profile.hardware.cores >= 1
+    text = profile.path.read_text()
+    assert "Source:" in text, f"{profile.path}: hardware facts need a '# Source:' comment"
+    assert f"--target {name}" in text or f"targets show {name}" in text, "a profile starts with its command"
+
+
+def write(tmp_path, text, name="raspberry-pi-5"):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_target_lists_known_ones():
+    with pytest.raises(ProfileError, match=r"unknown target 'pi-6'.*raspberry-pi-5"):
+        load_target("pi-6")
+
+
+def test_malformed_toml_names_the_file(tmp_path):
+    path = write(tmp_path, GOOD + "\n[runtime\n")
+    with pytest.raises(ProfileError, match=rf"{path}: not valid TOML"):
+        load_target_file(path)
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    path = write(tmp_path, GOOD.replace("threads = 4", "threads = 4\nthreadz = 2"))
+    with pytest.raises(ProfileError) as info:
+        load_target_file(path)
+    assert str(path) in str(info.value) and "runtime.threadz: unknown key" in str(info.value)
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    text = GOOD.replace('weights = "int4"', 'weights = "int3"').replace("cores = 4", 'cores = "four"')
+    with pytest.raises(ProfileError) as info:
+        load_target_file(write(tmp_path, text))
+    message = str(info.value)
+    assert "2 problem(s)" in message
+    assert "quantization.weights = 'int3': expected one of 'int4' | 'int8' | 'fp16' | 'fp32'" in message
+    assert "hardware.cores = 'four': expected int" in message
+
+
+def test_missing_key(tmp_path):
+    text = GOOD.replace("memory_budget_mb = 4096", "")
+    with pytest.raises(ProfileError, match="limits.memory_budget_mb: missing"):
+        load_target_file(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("block_size = 32", "block_size = 48", r"block_size = 48: expected one of \(16, 32, 64, 128, 256\)"),
+        ('device = "cpu"', 'device = "npu"', "device 'npu' is not available with engine 'onnxruntime-genai'"),
+        ("context_length = 4096", "context_length = 10", "context_length = 10: must be at least 256"),
+        ("threads = 4 ", "threads = 0 ", "threads = 0: must be at least 1"),
+    ],
+)
+def test_invalid_values(tmp_path, old, new, message):
+    assert old in GOOD
+    with pytest.raises(ProfileError, match=message):
+        load_target_file(write(tmp_path, GOOD.replace(old, new)))
+
+
+def test_name_must_match_file(tmp_path):
+    with pytest.raises(ProfileError, match="must match the file name 'other'"):
+        load_target_file(write(tmp_path, GOOD, name="other"))
+
+
+def test_profiles_are_frozen():
+    profile = load_target("raspberry-pi-5")
+    with pytest.raises(AttributeError):
+        profile.runtime.threads = 8
+
+
+def test_targets_table_lists_every_file(cli):
+    result = cli("targets")
+    assert result.code == 0
+    for name in TARGET_NAMES:
+        assert name in result.out
+
+
+def test_targets_show(cli):
+    result = cli("targets", "show", "jetson-orin-nano")
+    assert result.code == 0
+    assert "device = cuda" in result.out and "memory_bandwidth_gbps = 68" in result.out
+
+
+def test_targets_show_unknown(cli):
+    result = cli("targets", "show", "toaster")
+    assert result.code == 2 and "unknown target 'toaster'" in result.err
+
+
+def test_new_profile_directory_is_picked_up(tmp_path, monkeypatch, cli):
+    write(tmp_path, GOOD.replace('name = "raspberry-pi-5"', 'name = "my-board"'), name="my-board")
+    monkeypatch.setenv("EDGEQWEN_TARGETS_DIR", str(tmp_path))
+    assert "my-board" in cli("targets").out
