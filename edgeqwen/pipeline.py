@@ -3,6 +3,7 @@
     resolve   model + target + recipe -> BuildPlan        (seconds; all input errors surface here)
     fit       BuildPlan -> MemoryEstimate, or FitError    (before any long work)
     convert   backend writes the runtime's files          (Olive / ONNX Runtime GenAI builder)
+    drift     bundle vs the full-precision model; over budget -> DriftBudgetExceeded, report kept aside
     bundle    shim, device README, manifest; atomic move into place
 
 No stage reaches into another's internals: the backend only sees the plan and
@@ -24,6 +25,9 @@ from edgeqwen.backends import backend_for, runtime_requirement
 from edgeqwen.bundle import manifest as manifest_format
 from edgeqwen.bundle.readme import device_readme
 from edgeqwen.bundle.writer import StagedBundle, check_destination
+from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, measure_drift
+from edgeqwen.drift.gate import DriftBudgetExceeded
+from edgeqwen.drift.report import REPORT_FILES, write_report
 from edgeqwen.errors import BuildError
 from edgeqwen.fit import MemoryEstimate, check_fit
 from edgeqwen.models import ModelSource, resolve_model
@@ -44,6 +48,9 @@ class BuildRequest:
     context_length: Optional[int] = None
     out: Optional[Path] = None
     force: bool = False
+    eval_data: Optional[Path] = None  # None: the shipped held-out corpus
+    eval_tokens: int = DEFAULT_EVAL_TOKENS
+    drift_overrides: Optional[dict] = None  # max_ppl_ratio / max_mean_kld / min_top1_agreement
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class ResolvedBuild:
 class BuildResult:
     resolved: ResolvedBuild
     manifest: dict
+    drift: dict
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -81,6 +89,7 @@ class BuildResult:
             "size_ratio_vs_fp16": round(self.manifest["bundle_bytes"] / fp16_checkpoint_bytes(source), 4),
             "model_file_ratio_vs_fp16": round(model_file_bytes(self.manifest) / fp16_checkpoint_bytes(source), 4),
             "memory_estimate": self.resolved.memory.to_dict(),
+            "drift": {"passed": self.drift["passed"], **self.drift["summary"]},
             "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
         }
 
@@ -93,11 +102,25 @@ class BuildResult:
             f"  size     {d['bundle_bytes'] / MB:.1f} MB = {d['size_ratio_vs_fp16']:.0%} of the FP16 checkpoint "
             f"({d['fp16_checkpoint_bytes'] / MB:.1f} MB); model files {d['model_file_bytes'] / MB:.1f} MB = "
             f"{d['model_file_ratio_vs_fp16']:.0%}, the rest is the tokenizer\n"
+            f"  drift    {drift_line(self.drift)}\n"
             f"  memory   ~{d['memory_estimate']['total_mb']:.0f} MB at {d['memory_estimate']['context_length']} "
             f"tokens of the target's {d['memory_estimate']['budget_mb']:.0f} MB budget\n"
             f"  run it   {run}\n"
             f"           or: edgeqwen run {self.bundle_dir} \"your prompt\""
         )
+
+
+def drift_line(report: dict) -> str:
+    s = report["summary"]
+    return (
+        f"{'passed' if report['passed'] else 'FAILED'}: mean KLD {s['mean_kld']:.4f}, top-1 agreement "
+        f"{s['top1_agreement']:.1%}, perplexity {s['ppl_reference']:.2f} -> {s['ppl_bundle']:.2f} "
+        f"(x{s['ppl_ratio']:.3f}) over {s['tokens']} tokens"
+    )
+
+
+def rejected_report_dir(destination: Path) -> Path:
+    return destination.parent / f"{destination.name}.drift-rejected"
 
 
 def model_file_bytes(manifest: dict) -> int:
@@ -119,7 +142,7 @@ def resolve(request: BuildRequest) -> ResolvedBuild:
     target = load_target(request.target)
     source = resolve_model(request.model)
     recipe = load_recipe(request.recipe) if request.recipe else recipe_for_model_type(source.model_type)
-    plan = resolve_plan(source, target, recipe, request.precision, request.context_length)
+    plan = resolve_plan(source, target, recipe, request.precision, request.context_length, request.drift_overrides)
     backend_for(plan.engine)  # refuses engines this version cannot build, before the fit check's numbers
     memory = check_fit(plan)
     destination = request.out or default_destination(source, target)
@@ -134,7 +157,7 @@ def build(request: BuildRequest) -> BuildResult:
     timings["resolve"] = time.monotonic() - started
 
     backend = backend_for(resolved.plan.engine)
-    stages = tqdm(total=2, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
+    stages = tqdm(total=3, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
     staged = StagedBundle(resolved.destination, request.force)
     with stages, staged as staging:
         work_dir = Path(tempfile.mkdtemp(prefix="edgeqwen-work-"))
@@ -152,15 +175,41 @@ def build(request: BuildRequest) -> BuildResult:
         stages.update(1)
 
         started = time.monotonic()
+        stages.set_postfix_str("drift")
+        drift = gate_drift(resolved, staging, request)
+        timings["drift"] = time.monotonic() - started
+        stages.update(1)
+
+        started = time.monotonic()
         stages.set_postfix_str("bundle")
-        manifest = write_bundle(resolved, staging, engine_facts)
+        manifest = write_bundle(resolved, staging, engine_facts, drift)
         staged.commit()  # the only move into place: nothing reaches the destination before this
         timings["bundle"] = time.monotonic() - started
         stages.update(1)
-    return BuildResult(resolved, manifest, timings)
+    return BuildResult(resolved, manifest, drift, timings)
 
 
-def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict) -> dict:
+def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest) -> dict:
+    """Measure the staged bundle; write the report into it, or aside and raise if over budget."""
+    report, per_token_kld = measure_drift(
+        staging, resolved.plan.to_dict(), resolved.source.path, request.eval_data, request.eval_tokens
+    )
+    if report["passed"]:
+        write_report(staging, report, per_token_kld)
+        shutil.rmtree(rejected_report_dir(resolved.destination), ignore_errors=True)  # an earlier failure's report
+        return report
+    kept = rejected_report_dir(resolved.destination)
+    shutil.rmtree(kept, ignore_errors=True)
+    write_report(kept, report, per_token_kld)
+    misses = "\n".join(f"  - {m}" for m in report["miss_descriptions"])
+    tips = "\n".join(f"  - {t}" for t in report["suggestions"])
+    raise DriftBudgetExceeded(
+        f"the {resolved.plan.target} bundle of {resolved.plan.model.id} misses its drift budget, so it was not "
+        f"written to {resolved.destination}:\n{misses}\nReport: {kept}/drift.md\nTry:\n{tips}"
+    )
+
+
+def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, drift: dict) -> dict:
     plan, target = resolved.plan, resolved.target
     shutil.copyfile(SHIM_SOURCES[plan.engine], staging / "shim.py")
     requirement = runtime_requirement(plan.engine, plan.device)
@@ -183,6 +232,13 @@ def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict) -> 
         "plan_hash": plan.hash(),
         "runtime": {"engine": plan.engine, "device": plan.device, "requirement": requirement},
         "memory_estimate": resolved.memory.to_dict(),
+        "drift": {
+            "passed": drift["passed"],
+            "summary": drift["summary"],
+            "budget": drift["budget"],
+            "eval_data_sha256": drift["eval_data"]["sha256"],
+            "report": list(REPORT_FILES),
+        },
         "engine": engine_facts,
         "tools": manifest_format.tool_versions(),
     }

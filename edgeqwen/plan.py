@@ -117,7 +117,9 @@ def resolve_plan(
     recipe: Recipe,
     precision: Optional[str] = None,
     context_length: Optional[int] = None,
+    drift_overrides: Optional[dict] = None,
 ) -> BuildPlan:
+    """Precedence, lowest first: target profile, recipe, command line."""
     model = model_ref(source)
     quantization = resolve_quantization(target, recipe, precision)
     check_precision_for_device(quantization, target)
@@ -127,7 +129,9 @@ def resolve_plan(
             f"--context-length {context_length}: {model.id} supports at most {model.max_position_embeddings} tokens"
         )
     context = context_length or min(target.limits.context_length, model.max_position_embeddings)
-    drift_overrides = {k: v for k, v in dataclasses.asdict(recipe.drift).items() if v is not None}
+    drift_values = dataclasses.asdict(target.drift)
+    drift_values.update({k: v for k, v in dataclasses.asdict(recipe.drift).items() if v is not None})
+    drift_values.update({k: v for k, v in (drift_overrides or {}).items() if v is not None})
     return BuildPlan(
         model=model,
         target=target.name,
@@ -138,7 +142,7 @@ def resolve_plan(
         quantization=quantization,
         context_length=context,
         memory_budget_mb=target.limits.memory_budget_mb,
-        drift=DriftBudget(**{**dataclasses.asdict(target.drift), **drift_overrides}),
+        drift=DriftBudget(**drift_values),
     )
 
 

@@ -55,6 +55,7 @@ def check_manifest(bundle):
     assert manifest["format_version"] == 1
     on_disk = sorted(p.name for p in bundle.iterdir() if p.name != "manifest.json")
     assert sorted(manifest["files"]) == on_disk
+    assert manifest["drift"]["passed"] and {"drift.json", "drift.md", "drift.png"} <= set(on_disk)
     for name, entry in manifest["files"].items():
         assert entry["size"] == (bundle / name).stat().st_size
         assert entry["sha256"] == sha256_file(bundle / name)
@@ -70,7 +71,8 @@ def check_manifest(bundle):
 @pytest.mark.parametrize("target", ORT_TARGETS, ids=lambda t: t.name)
 def test_build_and_generate(cli, tiny_models, tmp_path, target, family):
     bundle = tmp_path / "bundle"
-    result = cli("build", "--model", tiny_models[family], "--target", target.name, "--out", bundle, "--json")
+    result = cli("build", "--model", tiny_models[family], "--target", target.name, "--out", bundle, "--json",
+                 "--eval-tokens", "256")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     manifest = check_manifest(bundle)
@@ -99,7 +101,7 @@ def test_build_and_generate(cli, tiny_models, tmp_path, target, family):
 def test_int8_bundle(cli, tiny_models, tmp_path):
     bundle = tmp_path / "int8"
     result = cli("build", "--model", tiny_models["qwen3"], "--target", "x86-64-laptop", "--precision", "int8",
-                 "--out", bundle)
+                 "--out", bundle, "--eval-tokens", "256")
     assert result.code == 0, result.err
     check_manifest(bundle)
     ops, outputs = graph_summary(bundle)
@@ -116,7 +118,7 @@ def test_fp32_bundle_matches_pytorch(cli, tiny_models, tmp_path):
 
     bundle = tmp_path / "fp32"
     result = cli("build", "--model", tiny_models["qwen2"], "--target", "x86-64-laptop", "--precision", "fp32",
-                 "--out", bundle)
+                 "--out", bundle, "--eval-tokens", "256")
     assert result.code == 0, result.err
     prompt = [9707, 11, 1879, 0, 576, 374]
     model = og.Model(str(bundle))
@@ -134,7 +136,7 @@ def test_fp32_bundle_matches_pytorch(cli, tiny_models, tmp_path):
 def test_shim_runs_in_a_subprocess_and_refuses_overlong_prompts(cli, tiny_models, tmp_path):
     bundle = tmp_path / "pi"
     result = cli("build", "--model", tiny_models["qwen3"], "--target", "raspberry-pi-5", "--context-length", "256",
-                 "--out", bundle)
+                 "--out", bundle, "--eval-tokens", "256")
     assert result.code == 0, result.err
     shim = [sys.executable, str(bundle / "shim.py")]
     ok = subprocess.run([*shim, "Hello", "--max-new-tokens", "4"], capture_output=True, text=True, timeout=120)
@@ -148,7 +150,8 @@ def test_shim_runs_in_a_subprocess_and_refuses_overlong_prompts(cli, tiny_models
 
 def test_existing_destination_needs_force(cli, tiny_models, tmp_path):
     bundle = tmp_path / "b"
-    args = ("build", "--model", tiny_models["qwen2"], "--target", "x86-64-laptop", "--out", bundle)
+    args = ("build", "--model", tiny_models["qwen2"], "--target", "x86-64-laptop", "--out", bundle,
+            "--eval-tokens", "256")
     assert cli(*args).code == 0
     first = (bundle / "manifest.json").read_text()
     again = cli(*args)
@@ -160,7 +163,7 @@ def test_existing_destination_needs_force(cli, tiny_models, tmp_path):
 
 def start_build(tiny_model, out):
     command = [sys.executable, "-m", "edgeqwen", "build", "--model", str(tiny_model), "--target", "x86-64-laptop",
-               "--out", str(out)]
+               "--out", str(out), "--eval-tokens", "256"]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from edgeqwen import __version__
-from edgeqwen.cli import build, run, targets
+from edgeqwen.cli import build, eval, run, targets
 from edgeqwen.errors import EdgeqwenError
 
-VERBS = (targets, build, run)
+VERBS = (targets, build, eval, run)
 
 
 def make_parser() -> argparse.ArgumentParser:

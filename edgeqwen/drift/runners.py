@@ -1,0 +1,87 @@
+"""The two sides of a drift measurement: the full-precision reference and the bundle's own runtime.
+
+Both expose the same two calls:
+    window_logits(tokens) -> [len(tokens) - 1, vocab] float32, row i predicting tokens[i + 1]
+    greedy(prompt_ids, new_tokens) -> generated token ids (stopping at the model's end token)
+
+The reference is the source checkpoint in transformers at float32. The bundle
+runs in ONNX Runtime GenAI, teacher-forced one token at a time: that is how
+the runtime decodes on the device, and the bundle's lm_head is pruned to the
+last position, so one step gives exactly one row of logits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class ReferenceRunner:
+    def __init__(self, model_dir: Path):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.torch = torch
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+    def window_logits(self, tokens: list[int]) -> np.ndarray:
+        with self.torch.no_grad():
+            logits = self.model(self.torch.tensor([tokens])).logits[0, :-1]
+        return logits.float().numpy()
+
+    def greedy(self, prompt_ids: list[int], new_tokens: int) -> list[int]:
+        ids = self.torch.tensor([prompt_ids])
+        eos = self.model.generation_config.eos_token_id
+        pad = eos[0] if isinstance(eos, list) else eos
+        with self.torch.no_grad():
+            output = self.model.generate(
+                ids,
+                attention_mask=self.torch.ones_like(ids),
+                pad_token_id=pad,
+                max_new_tokens=new_tokens,
+                do_sample=False,
+                top_k=None,
+                top_p=None,
+            )
+        return output[0, len(prompt_ids) :].tolist()
+
+
+class OrtGenaiRunner:
+    """Runs a bundle on this machine's CPU (a CUDA bundle too, with its providers cleared)."""
+
+    def __init__(self, bundle_dir: Path):
+        import onnxruntime_genai as og
+
+        self.og = og
+        config = og.Config(str(bundle_dir))
+        config.clear_providers()
+        self.model = og.Model(config)
+
+    def _generator(self, max_length: int):
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(max_length=max_length, do_sample=False)
+        return self.og.Generator(self.model, params)
+
+    def window_logits(self, tokens: list[int]) -> np.ndarray:
+        generator = self._generator(len(tokens))  # appends all but the last token
+        rows = []
+        for token in tokens[:-1]:
+            generator.append_tokens([token])
+            rows.append(np.asarray(generator.get_logits(), dtype=np.float32).reshape(-1))
+        return np.stack(rows)
+
+    def greedy(self, prompt_ids: list[int], new_tokens: int) -> list[int]:
+        generator = self._generator(len(prompt_ids) + new_tokens)
+        generator.append_tokens(prompt_ids)
+        out = []
+        while not generator.is_done():
+            generator.generate_next_token()
+            out.append(int(generator.get_next_tokens()[0]))
+        return out
+
+
+def bundle_runner(engine: str, bundle_dir: Path):
+    if engine == "onnxruntime-genai":
+        return OrtGenaiRunner(bundle_dir)
+    raise ValueError(f"no drift runner for engine {engine!r}")
