@@ -12,6 +12,7 @@ folders, the bundle stage only sees files and the plan.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -25,6 +26,8 @@ from edgeqwen.backends import backend_for, runtime_requirement
 from edgeqwen.bundle import manifest as manifest_format
 from edgeqwen.bundle.readme import device_readme
 from edgeqwen.bundle.writer import StagedBundle, check_destination
+from edgeqwen.cache import BuildCache, cache_key, copy_entry
+from edgeqwen.drift.evaldata import load_eval_data
 from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, measure_drift
 from edgeqwen.drift.gate import DriftBudgetExceeded
 from edgeqwen.drift.report import REPORT_FILES, write_report
@@ -35,6 +38,8 @@ from edgeqwen.plan import BuildPlan, resolve_plan
 from edgeqwen.recipes import Recipe, load_recipe, recipe_for_model_type
 from edgeqwen.targets import TargetProfile, load_target
 
+CACHE_NOTES = {"bundle": " (cached bundle)", "conversion": " (cached conversion)", "none": ""}
+ENGINE_FACTS = "engine_facts.json"  # kept beside a cached conversion, not shipped in the bundle
 SHIM_SOURCES = {"onnxruntime-genai": Path(__file__).parent / "bundle" / "shim_ort_genai.py"}
 MB = 1024 * 1024
 
@@ -69,6 +74,7 @@ class BuildResult:
     manifest: dict
     drift: dict
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    cache_hit: str = "none"  # "bundle", "conversion" or "none"
 
     @property
     def bundle_dir(self) -> Path:
@@ -90,6 +96,7 @@ class BuildResult:
             "model_file_ratio_vs_fp16": round(model_file_bytes(self.manifest) / fp16_checkpoint_bytes(source), 4),
             "memory_estimate": self.resolved.memory.to_dict(),
             "drift": {"passed": self.drift["passed"], **self.drift["summary"]},
+            "cache_hit": self.cache_hit,
             "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
         }
 
@@ -97,7 +104,8 @@ class BuildResult:
         d = self.to_dict()
         run = f"python {self.bundle_dir / 'shim.py'} \"your prompt\""
         return (
-            f"Built {d['model']} for {d['target']} (recipe {d['recipe']}) in {sum(self.stage_seconds.values()):.0f} s\n"
+            f"Built {d['model']} for {d['target']} (recipe {d['recipe']}) in {self.stage_seconds['total']:.0f} s"
+            f"{CACHE_NOTES[self.cache_hit]}\n"
             f"  bundle   {self.bundle_dir}\n"
             f"  size     {d['bundle_bytes'] / MB:.1f} MB = {d['size_ratio_vs_fp16']:.0%} of the FP16 checkpoint "
             f"({d['fp16_checkpoint_bytes'] / MB:.1f} MB); model files {d['model_file_bytes'] / MB:.1f} MB = "
@@ -137,10 +145,10 @@ def default_destination(source: ModelSource, target: TargetProfile) -> Path:
     return Path("bundles") / f"{source.short_name}-{target.name}"
 
 
-def resolve(request: BuildRequest) -> ResolvedBuild:
+def resolve(request: BuildRequest, shared: "SharedWork | None" = None) -> ResolvedBuild:
     """Every check that needs no conversion: inputs, plan, fit and destination."""
     target = load_target(request.target)
-    source = resolve_model(request.model)
+    source = shared.model(request.model) if shared else resolve_model(request.model)
     recipe = load_recipe(request.recipe) if request.recipe else recipe_for_model_type(source.model_type)
     plan = resolve_plan(source, target, recipe, request.precision, request.context_length, request.drift_overrides)
     backend_for(plan.engine)  # refuses engines this version cannot build, before the fit check's numbers
@@ -149,50 +157,133 @@ def resolve(request: BuildRequest) -> ResolvedBuild:
     return ResolvedBuild(source, target, recipe, plan, memory, destination)
 
 
-def build(request: BuildRequest) -> BuildResult:
+@dataclass
+class SharedWork:
+    """Work reused by every build of one run (`--target all`): the reference model's logits per eval text."""
+
+    reference_memo: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
+
+    def model(self, spec: str | None) -> ModelSource:
+        """The model, resolved (and its weights hashed) once per run."""
+        if spec not in self.sources:
+            self.sources[spec] = resolve_model(spec)
+        return self.sources[spec]
+
+
+def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest) -> str:
+    """Everything a finished bundle's bytes depend on."""
+    return cache_key(
+        kind="bundle",
+        plan=resolved.plan.hash(),
+        tools=manifest_format.tool_versions(),
+        format_version=manifest_format.FORMAT_VERSION,
+        shim=manifest_format.sha256_file(SHIM_SOURCES[resolved.plan.engine]),
+        eval_data=load_eval_data(request.eval_data).sha256,
+        eval_tokens=request.eval_tokens,
+    )
+
+
+def conversion_cache_key(resolved: ResolvedBuild) -> str:
+    backend = backend_for(resolved.plan.engine)
+    return cache_key(kind="conversion", **backend.conversion_key_parts(resolved.plan),
+                     tools=manifest_format.tool_versions())
+
+
+def build(request: BuildRequest, cache: BuildCache | None = None, shared: SharedWork | None = None) -> BuildResult:
+    """Build one bundle. `cache=None` builds everything afresh; `shared` carries work between targets."""
     timings: dict[str, float] = {}
     started = time.monotonic()
-    resolved = resolve(request)  # input errors surface here, before any progress output
+    resolved = resolve(request, shared)  # input errors surface here, before any progress output
     check_destination(resolved.destination, request.force)
     timings["resolve"] = time.monotonic() - started
 
+    staged = StagedBundle(resolved.destination, request.force)
+    with staged as staging:
+        bundle_key = bundle_cache_key(resolved, request)
+        cached = cache.lookup("bundle", bundle_key) if cache else None
+        if cached:
+            copy_entry(cached, staging)
+            drift = json.loads((staging / "drift.json").read_text())
+            manifest = manifest_format.read_manifest(staging)
+            cache_status = "bundle"
+        else:
+            cache_status, manifest, drift = fresh_build(resolved, request, staging, cache, shared, timings)
+            if cache:
+                cache.store("bundle", bundle_key, staging)
+        staged.commit()  # the only move into place: nothing reaches the destination before this
+    timings["total"] = time.monotonic() - started
+    return BuildResult(resolved, manifest, drift, timings, cache_status)
+
+
+def fresh_build(resolved, request, staging, cache, shared, timings) -> tuple[str, dict, dict]:
+    """convert (or reuse a cached conversion) -> drift gate -> bundle files, all inside `staging`."""
     backend = backend_for(resolved.plan.engine)
     stages = tqdm(total=3, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
-    staged = StagedBundle(resolved.destination, request.force)
-    with stages, staged as staging:
-        work_dir = Path(tempfile.mkdtemp(prefix="edgeqwen-work-"))
+    with stages:
+        started = time.monotonic()
+        stages.set_postfix_str(f"convert ({resolved.plan.engine})")
+        conversion_key = conversion_cache_key(resolved)
+        converted = cache.lookup("conversion", conversion_key) if cache else None
+        cache_status = "conversion" if converted else "none"
+        work_dir = None
+        if converted is None:
+            work_dir, converted = convert_in_work_folder(resolved, backend, cache, conversion_key)
         try:
-            started = time.monotonic()
-            stages.set_postfix_str(f"convert ({resolved.plan.engine})")
-            engine_facts = backend.build(resolved.plan, resolved.source.path, work_dir, staging)
-            timings["convert"] = time.monotonic() - started
-        except BuildError as e:
-            raise BuildError(f"{e}\n(work folder kept for inspection: {work_dir})") from None
-        except BaseException:
-            shutil.rmtree(work_dir, ignore_errors=True)
-            raise
-        shutil.rmtree(work_dir, ignore_errors=True)
+            copy_entry(converted, staging)
+        finally:
+            if work_dir:
+                shutil.rmtree(work_dir, ignore_errors=True)
+        engine_facts = json.loads((staging / ENGINE_FACTS).read_text())
+        (staging / ENGINE_FACTS).unlink()
+        backend.finalize(resolved.plan, staging)
+        timings["convert"] = time.monotonic() - started
         stages.update(1)
 
         started = time.monotonic()
         stages.set_postfix_str("drift")
-        drift = gate_drift(resolved, staging, request)
+        drift = gate_drift(resolved, staging, request, shared)
         timings["drift"] = time.monotonic() - started
         stages.update(1)
 
         started = time.monotonic()
         stages.set_postfix_str("bundle")
         manifest = write_bundle(resolved, staging, engine_facts, drift)
-        staged.commit()  # the only move into place: nothing reaches the destination before this
         timings["bundle"] = time.monotonic() - started
         stages.update(1)
-    return BuildResult(resolved, manifest, drift, timings)
+    return cache_status, manifest, drift
 
 
-def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest) -> dict:
+def convert_in_work_folder(resolved, backend, cache: BuildCache | None, key: str) -> tuple[Path, Path]:
+    """Run the engine in a scratch folder; return it and the converted files (a cache entry when caching).
+
+    The caller removes the scratch folder once it has copied the converted files.
+    """
+    work_dir = Path(tempfile.mkdtemp(prefix="edgeqwen-work-"))
+    converted = work_dir / "converted"
+    converted.mkdir()
+    try:
+        facts = backend.convert(resolved.plan, resolved.source.path, work_dir, converted)
+    except BuildError as e:
+        raise BuildError(f"{e}\n(work folder kept for inspection: {work_dir})") from None
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    (converted / ENGINE_FACTS).write_text(json.dumps(facts, indent=2, sort_keys=True))
+    if cache is None:
+        return work_dir, converted
+    return work_dir, cache.store("conversion", key, converted)
+
+
+def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, shared: SharedWork | None) -> dict:
     """Measure the staged bundle; write the report into it, or aside and raise if over budget."""
     report, per_token_kld = measure_drift(
-        staging, resolved.plan.to_dict(), resolved.source.path, request.eval_data, request.eval_tokens
+        staging,
+        resolved.plan.to_dict(),
+        resolved.source.path,
+        request.eval_data,
+        request.eval_tokens,
+        reference_memo=shared.reference_memo if shared else None,
     )
     if report["passed"]:
         write_report(staging, report, per_token_kld)

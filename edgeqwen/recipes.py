@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from edgeqwen.errors import RecipeError
-from edgeqwen.schema import from_dict, read_toml
+from edgeqwen.schema import load_named
 from edgeqwen.targets import BLOCK_SIZES, PROJECT_ROOT, TablePrecision, WeightPrecision
 
 
@@ -63,15 +63,7 @@ def recipe_names(directory: Path | None = None) -> list[str]:
 
 
 def load_recipe(name: str, directory: Path | None = None) -> Recipe:
-    directory = directory or recipes_dir()
-    path = directory / f"{name}.toml"
-    if not path.is_file():
-        known = ", ".join(recipe_names(directory)) or "(none)"
-        raise RecipeError(f"unknown recipe {name!r}: no {path}. Known recipes: {known}")
-    recipe = from_dict(Recipe, read_toml(path, RecipeError), path=path, error_cls=RecipeError)
-    if recipe.name != path.stem:
-        raise RecipeError(f"{path}: name = {recipe.name!r} must match the file name {path.stem!r}")
-    return Recipe(**{**recipe.__dict__, "path": path})
+    return load_named(Recipe, directory or recipes_dir(), name, "recipe", RecipeError)
 
 
 def recipe_for_model_type(model_type: str, directory: Path | None = None) -> Recipe:

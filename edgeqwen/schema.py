@@ -114,6 +114,22 @@ def _convert_dataclass(cls: Any, value: Any, key: str, problems: list[str]) -> A
         return None
 
 
+def load_named(cls: type[T], directory: Path, name: str, kind: str, error_cls: type[EdgeqwenError]) -> T:
+    """Load `directory/<name>.toml` as `cls` (which has `name` and an internal `path` field)."""
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in directory.glob("*.toml"))) or "(none)"
+        raise error_cls(f"unknown {kind} {name!r}: no {path}. Known {kind}s: {known}")
+    return load_file(cls, path, error_cls)
+
+
+def load_file(cls: type[T], path: Path, error_cls: type[EdgeqwenError]) -> T:
+    loaded = from_dict(cls, read_toml(path, error_cls), path=path, error_cls=error_cls)
+    if loaded.name != path.stem:
+        raise error_cls(f"{path}: name = {loaded.name!r} must match the file name {path.stem!r}")
+    return dataclasses.replace(loaded, path=path)
+
+
 def to_dict(obj: Any) -> Any:
     """A dataclass as plain JSON-compatible data (tuples become lists)."""
     if dataclasses.is_dataclass(obj):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgeqwen.errors import ProfileError
-from edgeqwen.schema import from_dict, read_toml
+from edgeqwen.schema import load_file, load_named
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,20 +122,11 @@ def target_names(directory: Path | None = None) -> list[str]:
 
 
 def load_target_file(path: Path) -> TargetProfile:
-    data = read_toml(path, ProfileError)
-    profile = from_dict(TargetProfile, data, path=path, error_cls=ProfileError)
-    if profile.name != path.stem:
-        raise ProfileError(f"{path}: name = {profile.name!r} must match the file name {path.stem!r}")
-    return TargetProfile(**{**profile.__dict__, "path": path})
+    return load_file(TargetProfile, path, ProfileError)
 
 
 def load_target(name: str, directory: Path | None = None) -> TargetProfile:
-    directory = directory or targets_dir()
-    path = directory / f"{name}.toml"
-    if not path.is_file():
-        known = ", ".join(target_names(directory)) or "(none)"
-        raise ProfileError(f"unknown target {name!r}: no {path}. Known targets: {known}")
-    return load_target_file(path)
+    return load_named(TargetProfile, directory or targets_dir(), name, "target", ProfileError)
 
 
 def load_all_targets(directory: Path | None = None) -> list[TargetProfile]:

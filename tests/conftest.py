@@ -93,18 +93,19 @@ class CliResult:
     err: str
 
 
-@pytest.fixture
-def cli():
+def run_cli(*argv) -> CliResult:
     """Run `edgeqwen ...` in process, as a user would from the shell."""
     from edgeqwen.cli import main
 
-    def run(*argv: str) -> CliResult:
-        out, err = io.StringIO(), io.StringIO()
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                code = main([str(a) for a in argv])
-            except SystemExit as e:  # argparse usage errors
-                code = e.code if isinstance(e.code, int) else 2
-        return CliResult(code, out.getvalue(), err.getvalue())
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as e:  # argparse usage errors
+            code = e.code if isinstance(e.code, int) else 2
+    return CliResult(code, out.getvalue(), err.getvalue())
 
-    return run
+
+@pytest.fixture
+def cli():
+    return run_cli

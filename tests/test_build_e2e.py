@@ -163,7 +163,7 @@ def test_existing_destination_needs_force(cli, tiny_models, tmp_path):
 
 def start_build(tiny_model, out):
     command = [sys.executable, "-m", "edgeqwen", "build", "--model", str(tiny_model), "--target", "x86-64-laptop",
-               "--out", str(out), "--eval-tokens", "256"]
+               "--out", str(out), "--eval-tokens", "256", "--no-cache"]  # a real conversion, to stop midway
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 

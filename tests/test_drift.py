@@ -147,13 +147,36 @@ def test_a_damaged_bundle_fails_eval(demo_bundles, tmp_path, cli):
 
     damaged = tmp_path / "damaged"
     shutil.copytree(demo_bundles["int4"], damaged)
-    model = onnx.load(damaged / "model.onnx")
-    for init in model.graph.initializer:
-        if init.name.endswith(("_scale", "_scales")):
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 3, init.name))
-    (damaged / "model.onnx.data").unlink()
-    onnx.save(model, damaged / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-              location="model.onnx.data", size_threshold=1024)
+    corrupt_scales(damaged / "model.onnx")
     result = cli("eval", damaged)
     assert result.code == 1
     assert "FAILED" in result.out and "mean_kld" in result.out
+
+
+def corrupt_scales(model_path, factor=3.0):
+    model = onnx.load(model_path)
+    for init in model.graph.initializer:
+        if init.name.endswith(("_scale", "_scales")):
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * factor, init.name))
+    data = model_path.parent / "model.onnx.data"
+    data.unlink(missing_ok=True)
+    onnx.save(model, model_path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx.data", size_threshold=1024)
+
+
+def test_a_damaged_conversion_is_caught_by_the_gate_and_leaves_no_bundle(cli, tmp_path, monkeypatch):
+    """The engine's output is damaged (scales x3) inside a real build; the gate must refuse it."""
+    from edgeqwen.backends import ort_genai
+
+    real_finish = ort_genai.finish_model
+
+    def finish_then_damage(plan, olive_output, out_dir):
+        repairs = real_finish(plan, olive_output, out_dir)
+        corrupt_scales(out_dir / "model.onnx")
+        return repairs
+
+    monkeypatch.setattr(ort_genai, "finish_model", finish_then_damage)
+    out = tmp_path / "damaged"
+    result = cli("build", "--target", "raspberry-pi-5", "--out", out, "--eval-tokens", "256", "--no-cache")
+    assert result.code == 1 and "misses its drift budget" in result.err
+    assert not out.exists() and (tmp_path / "damaged.drift-rejected" / "drift.md").is_file()

@@ -1,12 +1,20 @@
 """Conversion backends, one module per runtime engine. Each exposes
-`build(plan, model_dir, work_dir, out_dir) -> dict` writing the runtime's files
-into out_dir, and `olive_workflow`-style helpers for `--dry-run`."""
+    conversion_key_parts(plan) -> dict       what changes the converted files (the cache key)
+    convert(plan, model_dir, work_dir, out_dir) -> dict   the runtime's files, and facts for the manifest
+    finalize(plan, bundle_dir)               target settings that do not change the conversion
+    olive_workflow(plan, model_dir, work_dir) -> dict     shown by `--dry-run`
+"""
 
 from __future__ import annotations
 
 from types import ModuleType
 
 from edgeqwen.errors import PlanError
+
+
+def buildable_engines() -> tuple[str, ...]:
+    """Engines this version can build; profiles for other engines exist for planning only."""
+    return ("onnxruntime-genai",)
 
 
 def backend_for(engine: str) -> ModuleType:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from edgeqwen.backends import onnx_fixups
 from edgeqwen.errors import BuildError, PlanError
 from edgeqwen.plan import BuildPlan
+from edgeqwen.schema import to_dict
 
 ENGINE = "onnxruntime-genai"
 EXECUTION_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -176,26 +178,39 @@ def read_genai_config(folder: Path) -> dict:
     return json.loads((folder / "genai_config.json").read_text())
 
 
-def write_genai_config(plan: BuildPlan, olive_output: Path, out_dir: Path) -> None:
-    """Olive's genai_config with the target's context budget and thread count."""
-    config = read_genai_config(olive_output)
+def conversion_key_parts(plan: BuildPlan) -> dict:
+    """What changes the converted files: targets that agree on all of it share one conversion."""
+    m = plan.model
+    return {
+        "engine": ENGINE,
+        "device": plan.device,
+        "quantization": to_dict(plan.quantization),
+        "model": {"weights_sha256": m.weights_sha256, "model_type": m.model_type, "tied": m.tied_embeddings},
+    }
+
+
+def convert(plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> dict:
+    """Export and quantize the model into `out_dir`; return facts for the manifest.
+
+    Writes the model, tokenizer and Olive's genai_config; `finalize` then applies the target's settings.
+    """
+    config = olive_workflow(plan, model_dir, work_dir)
+    olive_output = run_olive(config, work_dir)
+    repairs = finish_model(plan, olive_output, out_dir)
+    for name in RUNTIME_FILES:
+        source = olive_output / name
+        if source.is_file():
+            shutil.copyfile(source, out_dir / name)
+    return {"olive_passes": list(config["passes"].values()), "graph_repairs": repairs}
+
+
+def finalize(plan: BuildPlan, bundle_dir: Path) -> None:
+    """The target's runtime settings (context budget, threads) in genai_config.json."""
+    config = read_genai_config(bundle_dir)
     model = config["model"]
     model["context_length"] = plan.context_length
     model["decoder"]["filename"] = MODEL_FILE
     session = model["decoder"].setdefault("session_options", {})
     session["intra_op_num_threads"] = plan.threads
     config["search"]["max_length"] = plan.context_length
-    (out_dir / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
-
-
-def build(plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> dict:
-    """Export and quantize the model into `out_dir`; return facts for the manifest."""
-    config = olive_workflow(plan, model_dir, work_dir)
-    olive_output = run_olive(config, work_dir)
-    repairs = finish_model(plan, olive_output, out_dir)
-    write_genai_config(plan, olive_output, out_dir)
-    for name in RUNTIME_FILES[1:]:
-        source = olive_output / name
-        if source.is_file():
-            (out_dir / name).write_bytes(source.read_bytes())
-    return {"olive_passes": list(config["passes"].values()), "graph_repairs": repairs}
+    (bundle_dir / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")

@@ -6,8 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+import time
+
 from edgeqwen import pipeline
-from edgeqwen.backends import backend_for
+from edgeqwen.backends import backend_for, buildable_engines
+from edgeqwen.cache import BuildCache
+from edgeqwen.errors import EdgeqwenError, PlanError
+from edgeqwen.targets import load_all_targets
 from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS
 
 EXAMPLES = """Examples:
@@ -17,6 +22,8 @@ EXAMPLES = """Examples:
   edgeqwen build --model ./my-qwen3 --target jetson-orin-nano --out bundles/jetson
   edgeqwen build --target raspberry-pi-5 --dry-run            # print the plan, build nothing
   edgeqwen build --target android-arm64 --eval-data my_domain.jsonl --max-mean-kld 0.05
+  edgeqwen build --target all --json                          # every buildable target; exit 1 if any failed
+  edgeqwen build --target raspberry-pi-5,android-arm64 --out dist/
 
 Every build measures the bundle against the full-precision model (drift) and refuses to write a
 bundle that misses the target's drift budget; the report is then kept in BUNDLE.drift-rejected/.
@@ -28,14 +35,18 @@ def add_parser(subparsers) -> None:
         "build", help="build a bundle for a target device", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--target", required=True, help="a profile in targets/ (see `edgeqwen targets`)")
+    parser.add_argument("--target", required=True,
+                        help="a profile in targets/ (see `edgeqwen targets`), several as a,b,c, or 'all'")
     parser.add_argument("--model", help="Hugging Face id or local folder (default: the shipped demo model)")
     parser.add_argument("--recipe", help="a recipe in recipes/ (default: chosen by the model's family)")
     parser.add_argument("--precision", choices=["int4", "int8", "fp16", "fp32"], help="override the weight precision")
     parser.add_argument("--context-length", type=int, help="override the target's context length (tokens)")
-    parser.add_argument("--out", type=Path, help="bundle folder (default: bundles/MODEL-TARGET)")
+    parser.add_argument("--out", type=Path,
+                        help="bundle folder (default: bundles/MODEL-TARGET); with several targets, the parent folder")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit")
+    parser.add_argument("--no-cache", action="store_true", help="build everything afresh (the cache is not read or written)")
+    parser.add_argument("--cache-key", action="store_true", help="print the bundle's cache key and exit (for CI caches)")
     add_drift_arguments(parser)
     parser.add_argument("--max-ppl-ratio", type=float, help="drift budget: bundle/reference perplexity at most this")
     parser.add_argument("--max-mean-kld", type=float, help="drift budget: mean KL divergence at most this (nats)")
@@ -52,14 +63,14 @@ def add_drift_arguments(parser) -> None:
                         help=f"tokens of eval text to measure drift on (default {DEFAULT_EVAL_TOKENS})")
 
 
-def handle(args) -> int:
-    request = pipeline.BuildRequest(
-        target=args.target,
+def make_request(args, target: str, out: Path | None) -> pipeline.BuildRequest:
+    return pipeline.BuildRequest(
+        target=target,
         model=args.model,
         recipe=args.recipe,
         precision=args.precision,
         context_length=args.context_length,
-        out=args.out,
+        out=out,
         force=args.force,
         eval_data=args.eval_data,
         eval_tokens=args.eval_tokens,
@@ -69,18 +80,85 @@ def handle(args) -> int:
             "min_top1_agreement": args.min_top1_agreement,
         },
     )
+
+
+def handle(args) -> int:
+    if args.target == "all" or "," in args.target:
+        return build_many(args)
+    request = make_request(args, args.target, args.out)
     if args.dry_run:
-        resolved = pipeline.resolve(request)
-        backend = backend_for(resolved.plan.engine)
-        report = {
-            "plan": resolved.plan.to_dict(),
-            "plan_hash": resolved.plan.hash(),
-            "memory_estimate": resolved.memory.to_dict(),
-            "destination": str(resolved.destination),
-            "olive_workflow": backend.olive_workflow(resolved.plan, Path("<model>"), Path("<work>")),
-        }
-        print(json.dumps(report, indent=2))
+        print(json.dumps(dry_run_report(request), indent=2))
         return 0
-    result = pipeline.build(request)
+    if args.cache_key:
+        print(pipeline.bundle_cache_key(pipeline.resolve(request), request))
+        return 0
+    result = pipeline.build(request, cache=None if args.no_cache else BuildCache())
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
+
+
+def dry_run_report(request: pipeline.BuildRequest) -> dict:
+    resolved = pipeline.resolve(request)
+    backend = backend_for(resolved.plan.engine)
+    return {
+        "plan": resolved.plan.to_dict(),
+        "plan_hash": resolved.plan.hash(),
+        "memory_estimate": resolved.memory.to_dict(),
+        "destination": str(resolved.destination),
+        "olive_workflow": backend.olive_workflow(resolved.plan, Path("<model>"), Path("<work>")),
+    }
+
+
+def target_list(spec: str) -> list[tuple[str, str | None]]:
+    """(target, reason it is skipped or None) for 'all' or a comma-separated list."""
+    if spec != "all":
+        return [(name.strip(), None) for name in spec.split(",") if name.strip()]
+    engines = buildable_engines()
+    return [
+        (t.name, None if t.runtime.engine in engines else f"engine {t.runtime.engine} is not available yet")
+        for t in load_all_targets()
+    ]
+
+
+def build_many(args) -> int:
+    """One bundle per target, sharing the reference logits and identical conversions; one failure stops nothing."""
+    if args.dry_run or args.cache_key:
+        raise PlanError("--dry-run and --cache-key take a single --target")
+    cache = None if args.no_cache else BuildCache()
+    shared = pipeline.SharedWork()
+    parent = args.out or Path("bundles")
+    source_name = shared.model(args.model).short_name  # a bad --model fails the whole run, here
+    rows = []
+    for target, skipped in target_list(args.target):
+        if skipped:
+            rows.append({"target": target, "status": "skipped", "reason": skipped})
+            continue
+        started = time.monotonic()
+        try:
+            request = make_request(args, target, parent / f"{source_name}-{target}")
+            result = pipeline.build(request, cache=cache, shared=shared)
+            rows.append({**result.to_dict(), "status": "ok"})
+        except EdgeqwenError as e:
+            rows.append({"target": target, "status": "failed", "reason": str(e),
+                         "seconds": {"total": round(time.monotonic() - started, 2)}})
+    failed = [r for r in rows if r["status"] == "failed"]
+    print(json.dumps(rows, indent=2) if args.json else summary_table(rows))
+    return 1 if failed else 0
+
+
+def summary_table(rows: list[dict]) -> str:
+    header = ("target", "status", "size MB", "drift", "mean KLD", "top-1", "cache", "seconds")
+    lines = [header]
+    for r in rows:
+        if r["status"] == "ok":
+            drift = r["drift"]
+            lines.append((r["target"], "ok", f"{r['bundle_bytes'] / 2**20:.1f}",
+                          "passed" if drift["passed"] else "FAILED", f"{drift['mean_kld']:.4f}",
+                          f"{drift['top1_agreement']:.1%}", r["cache_hit"], f"{r['seconds']['total']:.0f}"))
+        else:
+            lines.append((r["target"], r["status"], "-", "-", "-", "-", "-",
+                          f"{r.get('seconds', {}).get('total', 0):.0f}"))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    notes = [f"  {r['target']}: {r['reason'].splitlines()[0]}" for r in rows if r["status"] != "ok"]
+    return table + ("\n\n" + "\n".join(notes) if notes else "")

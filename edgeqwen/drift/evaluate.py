@@ -25,6 +25,30 @@ GENERATION_PROMPTS = (
 GENERATION_TOKENS = 24
 
 
+class CachedReference:
+    """The reference runner, loaded only when needed, with its answers kept in `memo` when one is given."""
+
+    def __init__(self, model_dir: Path, weights_sha256: str, eval_sha256: str, memo: dict | None):
+        self.model_dir = model_dir
+        self.prefix = (weights_sha256, eval_sha256)
+        self.memo = memo if memo is not None else {}
+        self.runner = None
+
+    def _get(self, kind: str, tokens: list[int], compute):
+        key = (*self.prefix, kind, tuple(tokens))
+        if key not in self.memo:
+            if self.runner is None:
+                self.runner = ReferenceRunner(self.model_dir)
+            self.memo[key] = compute(self.runner)
+        return self.memo[key]
+
+    def window_logits(self, tokens: list[int]) -> np.ndarray:
+        return self._get("logits", tokens, lambda runner: runner.window_logits(tokens))
+
+    def greedy(self, prompt_ids: list[int], new_tokens: int) -> list[int]:
+        return self._get(f"greedy{new_tokens}", prompt_ids, lambda runner: runner.greedy(prompt_ids, new_tokens))
+
+
 def first_divergence(a: list[int], b: list[int]) -> int | None:
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
@@ -47,17 +71,20 @@ def measure_drift(
     model_dir: Path,
     eval_data: Path | None = None,
     eval_tokens: int = DEFAULT_EVAL_TOKENS,
+    reference_memo: dict | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Return the report (see drift.json) and the per-token KLD behind its plot.
 
     The report holds no timings or paths: the same bundle, model and text give the same bytes.
+    `reference_memo` (a dict the caller keeps) reuses the reference's logits and generations across
+    bundles of the same model and text, e.g. for every target of `edgeqwen build --target all`.
     """
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     data = load_eval_data(eval_data)
     windows = token_windows(tokenizer, data, eval_tokens, min(WINDOW, plan["context_length"]))
-    reference = ReferenceRunner(model_dir)
+    reference = CachedReference(model_dir, plan["model"]["weights_sha256"], data.sha256, reference_memo)
     bundle = bundle_runner(plan["engine"], bundle_dir)
 
     parts = []

@@ -1,0 +1,35 @@
+"""`edgeqwen verify BUNDLE`: the bundle is exactly what its manifest lists."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgeqwen.bundle.verify import verify_bundle
+
+EXAMPLES = """Examples:
+  edgeqwen verify bundles/demo-qwen3-4l-h128-raspberry-pi-5
+
+Checks format_version, that every listed file exists with its size and sha256, and that nothing else is
+there. Exits 1 and names each problem otherwise.
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="check a bundle against its manifest", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("bundle", type=Path)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    problems = verify_bundle(args.bundle)
+    if problems:
+        print(f"{args.bundle}: {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    print(f"{args.bundle}: ok, every file matches the manifest")
+    return 0
