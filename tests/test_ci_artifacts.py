@@ -119,9 +119,9 @@ def test_verify_catches_a_changed_byte_a_missing_file_and_an_extra_file(cli, sma
 
 def test_pack_is_deterministic_and_round_trips(cli, small_bundle, tmp_path):
     first = cli("pack", small_bundle, "--out", tmp_path / "one.tar.gz")
-    second = cli("pack", small_bundle, "--out", tmp_path / "two.tar.gz")
+    second = cli("pack", small_bundle, "--out", tmp_path / "dist" / "two.tar.gz")  # a folder pack creates
     assert first.code == 0 and second.code == 0
-    assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "two.tar.gz").read_bytes()
+    assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "dist" / "two.tar.gz").read_bytes()
     digest = hashlib.sha256((tmp_path / "one.tar.gz").read_bytes()).hexdigest()
     assert first.out.strip() == f"{digest}  one.tar.gz"
     assert (tmp_path / "one.tar.gz.sha256").read_text() == f"{digest}  one.tar.gz\n"

@@ -36,6 +36,7 @@ def pack_bundle(bundle_dir: Path, archive: Path | None = None) -> tuple[Path, st
     if problems:
         raise BundleError(f"{bundle_dir} does not match its manifest; not packing:\n  " + "\n  ".join(problems))
     archive = archive or bundle_dir.parent / f"{bundle_dir.name}.tar.gz"
+    archive.parent.mkdir(parents=True, exist_ok=True)
     top = bundle_dir.name
     files = sorted(p for p in bundle_dir.rglob("*") if p.is_file())
     folders = sorted({p.parent for p in files if p.parent != bundle_dir})

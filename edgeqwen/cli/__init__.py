@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeqwenError as e:
         print(f"edgeqwen: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # disk full, permissions, a path that vanished: the user's to fix, not a bug
+        print(f"edgeqwen: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("edgeqwen: interrupted; nothing was written to the destination", file=sys.stderr)
         return 130

@@ -40,12 +40,24 @@ class TokenMetrics:
         return TokenMetrics(*(np.concatenate([getattr(p, f) for p in parts]) for f in TokenMetrics.__dataclass_fields__))
 
 
+# Rows per step: 16 x 151,936 float64 temporaries stay in cache; whole windows measured 4x slower.
+ROWS_PER_STEP = 16
+
+
 def token_metrics(ref_logits: np.ndarray, bundle_logits: np.ndarray, targets: np.ndarray) -> TokenMetrics:
     """`ref_logits`, `bundle_logits`: [n, vocab] rows predicting `targets` [n] (see the module docstring)."""
     if ref_logits.shape != bundle_logits.shape or ref_logits.shape[0] != len(targets):
         raise ValueError(
             f"misaligned logits: reference {ref_logits.shape}, bundle {bundle_logits.shape}, {len(targets)} targets"
         )
+    steps = range(0, len(targets), ROWS_PER_STEP)
+    return TokenMetrics.concat(
+        [_rows_metrics(ref_logits[i : i + ROWS_PER_STEP], bundle_logits[i : i + ROWS_PER_STEP],
+                       np.asarray(targets[i : i + ROWS_PER_STEP])) for i in steps]
+    )
+
+
+def _rows_metrics(ref_logits: np.ndarray, bundle_logits: np.ndarray, targets: np.ndarray) -> TokenMetrics:
     log_p, p = log_softmax_and_probs(ref_logits)
     log_q = log_softmax(bundle_logits)
     kld = np.sum(p * (log_p - log_q), axis=-1)
