@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_BUNDLE := bundles/demo-qwen3-4l-h128-raspberry-pi-5
-DEMO_PROMPT := What does the Python documentation say about the with statement?
+DEMO_PROMPT := What does os.path.join do?
 
 .PHONY: setup demo test
 setup: $(VENV)/.installed

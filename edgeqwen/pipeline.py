@@ -36,6 +36,7 @@ from edgeqwen.fit import MemoryEstimate, check_fit
 from edgeqwen.models import ModelSource, resolve_model
 from edgeqwen.plan import BuildPlan, resolve_plan
 from edgeqwen.recipes import Recipe, load_recipe, recipe_for_model_type
+from edgeqwen.schema import to_dict
 from edgeqwen.targets import TargetProfile, load_target
 
 CACHE_NOTES = {"bundle": " (cached bundle)", "conversion": " (cached conversion)", "none": ""}
@@ -176,6 +177,7 @@ def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest) -> str:
     return cache_key(
         kind="bundle",
         plan=resolved.plan.hash(),
+        target=to_dict(resolved.target),  # the device README quotes the profile beyond what the plan holds
         tools=manifest_format.tool_versions(),
         format_version=manifest_format.FORMAT_VERSION,
         shim=manifest_format.sha256_file(SHIM_SOURCES[resolved.plan.engine]),
