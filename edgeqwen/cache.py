@@ -33,6 +33,15 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def source_sha256(*paths: Path) -> str:
+    """A digest of code files (folders are walked for *.py), so editing the code invalidates what it made."""
+    files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*.py")))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("EDGEQWEN_BUILD_CACHE", cache_root() / "builds"))
 

@@ -26,7 +26,7 @@ from edgeqwen.backends import backend_for, runtime_requirement
 from edgeqwen.bundle import manifest as manifest_format
 from edgeqwen.bundle.readme import device_readme
 from edgeqwen.bundle.writer import StagedBundle, check_destination
-from edgeqwen.cache import BuildCache, cache_key, copy_entry
+from edgeqwen.cache import BuildCache, cache_key, copy_entry, source_sha256
 from edgeqwen.drift.evaldata import load_eval_data
 from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, measure_drift
 from edgeqwen.drift.gate import DriftBudgetExceeded
@@ -180,7 +180,7 @@ def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest) -> str:
         target=to_dict(resolved.target),  # the device README quotes the profile beyond what the plan holds
         tools=manifest_format.tool_versions(),
         format_version=manifest_format.FORMAT_VERSION,
-        shim=manifest_format.sha256_file(SHIM_SOURCES[resolved.plan.engine]),
+        code=source_sha256(Path(__file__).parent),  # the shim, README, report and manifest writers
         eval_data=load_eval_data(request.eval_data).sha256,
         eval_tokens=request.eval_tokens,
     )

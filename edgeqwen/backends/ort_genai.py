@@ -28,6 +28,7 @@ import onnx
 from tqdm import tqdm
 
 from edgeqwen.backends import onnx_fixups
+from edgeqwen.cache import source_sha256
 from edgeqwen.errors import BuildError, PlanError
 from edgeqwen.plan import BuildPlan
 from edgeqwen.schema import to_dict
@@ -183,6 +184,7 @@ def conversion_key_parts(plan: BuildPlan) -> dict:
     m = plan.model
     return {
         "engine": ENGINE,
+        "code_sha256": source_sha256(Path(__file__), Path(onnx_fixups.__file__)),
         "device": plan.device,
         "quantization": to_dict(plan.quantization),
         "model": {"weights_sha256": m.weights_sha256, "model_type": m.model_type, "tied": m.tied_embeddings},
