@@ -41,6 +41,9 @@ def test_demo_bundle_is_small_and_described(demo_bundle):
     weights = sum(e["size"] for n, e in manifest["files"].items() if n.startswith("model.onnx"))
     assert weights < 0.4 * manifest["model"]["fp16_checkpoint_bytes"]
     assert "pip install onnxruntime-genai==" in (demo_bundle / "README.md").read_text()
+    # Both of Qwen's end tokens stop generation (config.json names one, generation_config.json both).
+    genai = json.loads((demo_bundle / "genai_config.json").read_text())
+    assert genai["model"]["eos_token_id"] == [151645, 151643]
 
 
 def test_demo_bundle_answers_in_a_fresh_virtualenv_with_only_the_runtime(demo_bundle, tmp_path):

@@ -203,7 +203,28 @@ def convert(plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> 
         source = olive_output / name
         if source.is_file():
             shutil.copyfile(source, out_dir / name)
+    add_generation_end_tokens(model_dir, out_dir)
     return {"olive_passes": list(config["passes"].values()), "graph_repairs": repairs}
+
+
+def add_generation_end_tokens(model_dir: Path, out_dir: Path) -> None:
+    """Stop on every end token the model's generation_config names, not only config.json's one.
+
+    The builder copies `eos_token_id` from config.json (<|im_end|> for Qwen); Qwen's generation_config
+    also ends on <|endoftext|>, and a model that emits it would otherwise run on into a new turn.
+    """
+    generation_config = model_dir / "generation_config.json"
+    if not generation_config.is_file():
+        return
+    wanted = json.loads(generation_config.read_text()).get("eos_token_id")
+    config = read_genai_config(out_dir)
+    current = config["model"].get("eos_token_id")
+    ids = [current] if isinstance(current, int) else list(current or [])
+    for token in [wanted] if isinstance(wanted, int) else wanted or []:
+        if token not in ids:
+            ids.append(token)
+    config["model"]["eos_token_id"] = ids[0] if len(ids) == 1 else ids
+    (out_dir / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
 
 
 def finalize(plan: BuildPlan, bundle_dir: Path) -> None:

@@ -114,6 +114,8 @@ def export(model: Qwen3ForCausalLM, used_ids: list[int], out_dir: Path) -> None:
     embedding[torch.tensor(used_ids)] = compact[:-1]
     full.model.embed_tokens.weight.data.copy_(embedding)
     full.tie_weights()
+    # As in Qwen3's own generation_config: a turn ends at <|im_end|>, a document at <|endoftext|>.
+    full.generation_config.eos_token_id = [151645, 151643]
     full.to(torch.bfloat16).save_pretrained(out_dir)
 
 
