@@ -25,7 +25,7 @@ from tqdm import tqdm
 from edgeqwen.backends import backend_for, runtime_requirement
 from edgeqwen.bundle import manifest as manifest_format
 from edgeqwen.bundle.readme import device_readme
-from edgeqwen.bundle.writer import StagedBundle, check_destination
+from edgeqwen.bundle.writer import StagedBundle
 from edgeqwen.cache import BuildCache, cache_key, copy_entry, source_sha256
 from edgeqwen.drift.evaldata import load_eval_data
 from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, measure_drift
@@ -197,11 +197,10 @@ def build(request: BuildRequest, cache: BuildCache | None = None, shared: Shared
     timings: dict[str, float] = {}
     started = time.monotonic()
     resolved = resolve(request, shared)  # input errors surface here, before any progress output
-    check_destination(resolved.destination, request.force)
     timings["resolve"] = time.monotonic() - started
 
     staged = StagedBundle(resolved.destination, request.force)
-    with staged as staging:
+    with staged as staging:  # refuses an existing destination without --force, before any long work
         bundle_key = bundle_cache_key(resolved, request)
         cached = cache.lookup("bundle", bundle_key) if cache else None
         if cached:
@@ -306,9 +305,10 @@ def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, dri
     plan, target = resolved.plan, resolved.target
     shutil.copyfile(SHIM_SOURCES[plan.engine], staging / "shim.py")
     requirement = runtime_requirement(plan.engine, plan.device)
-    files = sorted(p.name for p in staging.iterdir() if p.is_file()) + ["README.md"]
-    model_bytes = sum(p.stat().st_size for p in staging.iterdir() if p.is_file())
-    (staging / "README.md").write_text(device_readme(plan, target, requirement, model_bytes, sorted(files)))
+    staged_files = [p for p in staging.iterdir() if p.is_file()]
+    files = sorted([p.name for p in staged_files] + ["README.md"])
+    bundle_bytes = sum(p.stat().st_size for p in staged_files)  # all but the README being written
+    (staging / "README.md").write_text(device_readme(plan, target, requirement, bundle_bytes, files))
     source = resolved.source
     body = {
         "model": {
