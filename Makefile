@@ -10,7 +10,7 @@ DEMO_PROMPT := What does os.path.join do?
 .PHONY: setup demo test
 setup: $(VENV)/.installed
 
-# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU build, not a multi-GB CUDA one.
+# torch and torchvision are pinned in pyproject.toml to the builds pip finds on this machine's disk.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -63,8 +63,9 @@ def bits_per_weight(precision: str, plan: BuildPlan) -> float:
     if precision in ("float", "fp32", "fp16"):
         return 8.0 * float_bytes(plan)
     bits = 4 if precision == "int4" else 8
-    scale_bits = 8 * float_bytes(plan) / q.block_size
-    zero_point_bits = 0 if q.symmetric else bits / q.block_size
+    group = q.block_size if q.block_size > 0 else plan.model.hidden_size  # channel-wise: one scale per row
+    scale_bits = 8 * float_bytes(plan) / group
+    zero_point_bits = 0 if q.symmetric else bits / group
     return bits + scale_bits + zero_point_bits
 
 

@@ -41,7 +41,7 @@ from edgeqwen.targets import TargetProfile, load_target
 
 CACHE_NOTES = {"bundle": " (cached bundle)", "conversion": " (cached conversion)", "none": ""}
 ENGINE_FACTS = "engine_facts.json"  # kept beside a cached conversion, not shipped in the bundle
-SHIM_SOURCES = {"onnxruntime-genai": Path(__file__).parent / "bundle" / "shim_ort_genai.py"}
+SHIM_SOURCE = Path(__file__).parent / "bundle" / "shim.py"
 MB = 1024 * 1024
 
 
@@ -133,8 +133,12 @@ def rejected_report_dir(destination: Path) -> Path:
 
 
 def model_file_bytes(manifest: dict) -> int:
-    """The ONNX graph and its weights, without tokenizer, shim and docs."""
-    return sum(entry["size"] for name, entry in manifest["files"].items() if name.startswith("model.onnx"))
+    """The model graph and its weights (ONNX or OpenVINO IR), without tokenizer, shim and docs."""
+    return sum(entry["size"] for name, entry in manifest["files"].items() if is_model_file(name))
+
+
+def is_model_file(name: str) -> bool:
+    return name.startswith(("model.onnx", "openvino_model."))
 
 
 def fp16_checkpoint_bytes(source: ModelSource) -> int:
@@ -152,7 +156,7 @@ def resolve(request: BuildRequest, shared: "SharedWork | None" = None) -> Resolv
     source = shared.model(request.model) if shared else resolve_model(request.model)
     recipe = load_recipe(request.recipe) if request.recipe else recipe_for_model_type(source.model_type)
     plan = resolve_plan(source, target, recipe, request.precision, request.context_length, request.drift_overrides)
-    backend_for(plan.engine)  # refuses engines this version cannot build, before the fit check's numbers
+    backend_for(plan.engine).check_supported(plan)  # what the engine or device cannot run, before the fit check
     memory = check_fit(plan)
     destination = request.out or default_destination(source, target)
     return ResolvedBuild(source, target, recipe, plan, memory, destination)
@@ -303,7 +307,7 @@ def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, sh
 
 def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, drift: dict) -> dict:
     plan, target = resolved.plan, resolved.target
-    shutil.copyfile(SHIM_SOURCES[plan.engine], staging / "shim.py")
+    shutil.copyfile(SHIM_SOURCE, staging / "shim.py")
     requirement = runtime_requirement(plan.engine, plan.device)
     staged_files = [p for p in staging.iterdir() if p.is_file()]
     files = sorted([p.name for p in staged_files] + ["README.md"])

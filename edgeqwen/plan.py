@@ -15,9 +15,9 @@ from typing import Optional
 
 from edgeqwen.errors import PlanError
 from edgeqwen.models import ModelSource
-from edgeqwen.recipes import Recipe
+from edgeqwen.recipes import BackupPrecision, Recipe
 from edgeqwen.schema import to_dict
-from edgeqwen.targets import DriftBudget, Quantization, TargetProfile
+from edgeqwen.targets import BLOCK_SIZES, CHANNEL_WISE, DriftBudget, Quantization, TargetProfile
 
 PLAN_VERSION = 1
 
@@ -45,6 +45,21 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class NncfOptions:
+    """NNCF weight-compression options beyond the precision itself (OpenVINO targets only)."""
+
+    ratio: float = 1.0
+    backup_precision: BackupPrecision = "int8_asym"  # NNCF's own default
+    awq: bool = False
+    scale_estimation: bool = False
+    calibration_samples: int = 64
+
+    @property
+    def data_aware(self) -> bool:
+        return self.awq or self.scale_estimation or self.ratio < 1.0
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     model: ModelRef
     target: str
@@ -56,6 +71,7 @@ class BuildPlan:
     context_length: int
     memory_budget_mb: int
     drift: DriftBudget
+    nncf: Optional[NncfOptions] = None  # set for OpenVINO targets
     plan_version: int = PLAN_VERSION
 
     def to_dict(self) -> dict:
@@ -98,8 +114,13 @@ def resolve_quantization(target: TargetProfile, recipe: Recipe, precision: Optio
         if v is not None and k != "max_block_size"
     }
     values = {**dataclasses.asdict(base), **overrides}
-    if recipe.quantization.max_block_size is not None:
-        values["block_size"] = min(values["block_size"], recipe.quantization.max_block_size)
+    cap = recipe.quantization.max_block_size
+    # The NPU compiles only the documented groupings (128 or channel-wise); there the recipe's accuracy
+    # help comes from its [nncf] calibration options instead of finer groups.
+    if target.runtime.device == "npu":
+        cap = None
+    if cap is not None and (values["block_size"] == CHANNEL_WISE or values["block_size"] > cap):
+        values["block_size"] = cap  # channel-wise is the coarsest grouping of all
     if precision is not None:
         values["weights"] = precision
     # The vocabulary tables are never stored more coarsely than the other weights.
@@ -123,7 +144,7 @@ def resolve_plan(
     model = model_ref(source)
     quantization = resolve_quantization(target, recipe, precision)
     check_precision_for_device(quantization, target)
-    check_block_size(quantization, model)
+    check_block_size(quantization, model, target.runtime.engine)
     if context_length is not None and context_length > model.max_position_embeddings:
         raise PlanError(
             f"--context-length {context_length}: {model.id} supports at most {model.max_position_embeddings} tokens"
@@ -143,7 +164,13 @@ def resolve_plan(
         context_length=context,
         memory_budget_mb=target.limits.memory_budget_mb,
         drift=DriftBudget(**drift_values),
+        nncf=resolve_nncf(recipe) if target.runtime.engine == "openvino" else None,
     )
+
+
+def resolve_nncf(recipe: Recipe) -> NncfOptions:
+    chosen = {k: v for k, v in dataclasses.asdict(recipe.nncf).items() if v is not None}
+    return NncfOptions(**chosen)
 
 
 def check_precision_for_device(q: Quantization, target: TargetProfile) -> None:
@@ -157,10 +184,17 @@ def check_precision_for_device(q: Quantization, target: TargetProfile) -> None:
         raise PlanError(f"--precision fp32 on target {target.name!r} ({device}): choose int4, int8 or fp16")
 
 
-def check_block_size(q: Quantization, model: ModelRef) -> None:
+def check_block_size(q: Quantization, model: ModelRef, engine: str) -> None:
     """Block-wise INT4/INT8 needs every quantized input dimension to be a whole number of blocks."""
     if q.weights not in ("int4", "int8"):
         return
+    if q.block_size == CHANNEL_WISE:
+        if engine != "openvino":
+            raise PlanError(
+                f"block_size = {CHANNEL_WISE} (channel-wise) is an OpenVINO (NNCF) option; ONNX Runtime "
+                f"quantizes in blocks of {', '.join(map(str, BLOCK_SIZES))}"
+            )
+        return  # one scale per output channel fits any shape
     dims = {
         "hidden_size": model.hidden_size,
         "intermediate_size": model.intermediate_size,

@@ -15,7 +15,9 @@ from typing import Literal, Optional
 
 from edgeqwen.errors import RecipeError
 from edgeqwen.schema import load_named
-from edgeqwen.targets import BLOCK_SIZES, PROJECT_ROOT, TablePrecision, WeightPrecision
+from edgeqwen.targets import BLOCK_SIZES, CHANNEL_WISE, PROJECT_ROOT, TablePrecision, WeightPrecision
+
+BackupPrecision = Literal["int8_asym", "int8_sym", "none"]
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,27 @@ class QuantizationOverrides:
     max_block_size: Optional[int] = None
 
     def __post_init__(self):
-        for key in ("block_size", "max_block_size"):
-            value = getattr(self, key)
-            if value is not None and value not in BLOCK_SIZES:
-                raise ValueError(f"{key} = {value}: expected one of {BLOCK_SIZES}")
+        if self.block_size is not None and self.block_size not in BLOCK_SIZES + (CHANNEL_WISE,):
+            raise ValueError(f"block_size = {self.block_size}: expected one of {BLOCK_SIZES} or {CHANNEL_WISE}")
+        if self.max_block_size is not None and self.max_block_size not in BLOCK_SIZES:
+            raise ValueError(f"max_block_size = {self.max_block_size}: expected one of {BLOCK_SIZES}")
+
+
+@dataclass(frozen=True)
+class NncfOverrides:
+    """Options only NNCF (OpenVINO targets) has; ONNX Runtime targets ignore this section."""
+
+    ratio: Optional[float] = None  # share of the ratio-defining layers in INT4; the rest in backup_precision
+    backup_precision: Optional[BackupPrecision] = None  # embeddings, lm_head and the (1 - ratio) share
+    awq: Optional[bool] = None  # activation-aware scaling, fitted on the calibration text
+    scale_estimation: Optional[bool] = None  # scales fitted to minimise each layer's output error
+    calibration_samples: Optional[int] = None
+
+    def __post_init__(self):
+        if self.ratio is not None and not 0.0 < self.ratio <= 1.0:
+            raise ValueError(f"ratio = {self.ratio}: expected a number in (0, 1]")
+        if self.calibration_samples is not None and not 1 <= self.calibration_samples <= 1024:
+            raise ValueError(f"calibration_samples = {self.calibration_samples}: expected 1 to 1024")
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,7 @@ class Recipe:
     description: str
     model_types: tuple[str, ...]
     quantization: QuantizationOverrides = QuantizationOverrides()
+    nncf: NncfOverrides = NncfOverrides()
     drift: DriftOverrides = DriftOverrides()
     path: Path = field(default=Path(), compare=False, metadata={"internal": True})
 

@@ -27,6 +27,8 @@ TablePrecision = Literal["int4", "int8", "float"]
 # Which devices each engine can target: an ONNX Runtime execution provider, or an OpenVINO device.
 ENGINE_DEVICES = {"onnxruntime-genai": ("cpu", "cuda"), "openvino": ("cpu", "gpu", "npu")}
 BLOCK_SIZES = (16, 32, 64, 128, 256)
+# -1: one scale per output channel (NNCF's group_size = -1). OpenVINO only; ONNX Runtime needs blocks.
+CHANNEL_WISE = -1
 # MatMulNBits accuracy_level: 0 = unset, 1 = fp32, 2 = fp16, 3 = bf16, 4 = int8 activations.
 ACCURACY_LEVELS = (0, 1, 2, 3, 4)
 
@@ -74,8 +76,10 @@ class Quantization:
     algorithm: Literal["rtn", "k_quant"] = "rtn"
 
     def __post_init__(self):
-        if self.block_size not in BLOCK_SIZES:
-            raise ValueError(f"block_size = {self.block_size}: expected one of {BLOCK_SIZES}")
+        if self.block_size not in BLOCK_SIZES + (CHANNEL_WISE,):
+            raise ValueError(
+                f"block_size = {self.block_size}: expected one of {BLOCK_SIZES}, or {CHANNEL_WISE} for channel-wise"
+            )
         if self.accuracy_level not in ACCURACY_LEVELS:
             raise ValueError(f"accuracy_level = {self.accuracy_level}: expected one of {ACCURACY_LEVELS}")
 

@@ -143,7 +143,7 @@ def test_shim_runs_in_a_subprocess_and_refuses_overlong_prompts(cli, tiny_models
     assert ok.returncode == 0, ok.stderr
     too_long = subprocess.run([*shim, "word " * 400], capture_output=True, text=True, timeout=120)
     assert too_long.returncode == 2
-    assert "this bundle's context is 256 tokens" in too_long.stderr and "Traceback" not in too_long.stderr
+    assert "takes at most 255 (context 256 tokens)" in too_long.stderr and "Traceback" not in too_long.stderr
     via_cli = cli("run", bundle, "Hello", "--max-new-tokens", "2")
     assert via_cli.code == 0
 

@@ -116,7 +116,10 @@ def test_plan_resolution_applies_recipe_and_overrides(tiny_models):
     source = resolve_model(str(tiny_models["qwen3"]))
     npu = load_target("intel-core-ultra-npu")
     plan = resolve_plan(source, npu, load_recipe("qwen3"))
-    assert plan.quantization.block_size == 64  # the Qwen3 recipe caps the NPU profile's 128
+    assert plan.quantization.block_size == 128  # the NPU keeps its documented grouping...
+    laptop = resolve_plan(source, load_target("x86-64-laptop"), load_recipe("qwen3"))
+    assert laptop.quantization.block_size <= 64  # ...where CPU targets take the Qwen3 recipe's cap
+    assert plan.nncf is not None and laptop.nncf is None  # NNCF options only for OpenVINO targets
     pi_int8 = resolve_plan(source, load_target("raspberry-pi-5"), load_recipe("qwen3"), precision="int8")
     assert (pi_int8.quantization.weights, pi_int8.quantization.embeddings, pi_int8.quantization.lm_head) == (
         "int8",
@@ -178,7 +181,7 @@ def test_dry_run_prints_plan_and_olive_workflow(cli, tiny_models, tmp_path):
     assert result.code == 0, result.err
     report = json.loads(result.out)
     assert report["plan"]["target"] == "x86-64-laptop" and len(report["plan_hash"]) == 64
-    assert report["olive_workflow"]["passes"]["builder"]["type"] == "ModelBuilder"
+    assert report["engine_config"]["olive_workflow"]["passes"]["builder"]["type"] == "ModelBuilder"
     assert not (tmp_path / "b").exists()
 
 
@@ -187,5 +190,5 @@ def test_cli_errors_are_one_line_not_tracebacks(cli, tmp_path, big_model):
     assert result.code == 2 and result.err.startswith("edgeqwen: error:") and "Traceback" not in result.err
     result = cli("build", "--target", "toaster")
     assert result.code == 2 and "unknown target 'toaster'" in result.err
-    result = cli("build", "--target", "intel-core-ultra-npu", "--out", tmp_path / "npu")
-    assert result.code == 2 and "engine 'openvino'" in result.err
+    result = cli("build", "--target", "intel-core-ultra-npu", "--precision", "int8", "--out", tmp_path / "npu")
+    assert result.code == 2 and "issue 35641" in result.err and "Traceback" not in result.err

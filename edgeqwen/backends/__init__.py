@@ -2,7 +2,8 @@
     conversion_key_parts(plan) -> dict       what changes the converted files (the cache key)
     convert(plan, model_dir, work_dir, out_dir) -> dict   the runtime's files, and facts for the manifest
     finalize(plan, bundle_dir)               target settings that do not change the conversion
-    olive_workflow(plan, model_dir, work_dir) -> dict     shown by `--dry-run`
+    check_supported(plan)                    refuses what the engine or device cannot run, before any work
+    engine_config(plan, model_dir, work_dir) -> dict      the engine's own configuration, shown by `--dry-run`
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from edgeqwen.errors import PlanError
 
 def buildable_engines() -> tuple[str, ...]:
     """Engines this version can build; profiles for other engines exist for planning only."""
-    return ("onnxruntime-genai",)
+    return ("onnxruntime-genai", "openvino")
 
 
 def backend_for(engine: str) -> ModuleType:
@@ -23,10 +24,9 @@ def backend_for(engine: str) -> ModuleType:
 
         return ort_genai
     if engine == "openvino":
-        raise PlanError(
-            "engine 'openvino' (Optimum-Intel + NNCF) is not available in this version of edgeqwen yet; "
-            "targets with engine = 'onnxruntime-genai' can be built now (see `edgeqwen targets`)"
-        )
+        from edgeqwen.backends import openvino
+
+        return openvino
     raise PlanError(f"unknown engine {engine!r}")
 
 
@@ -35,7 +35,8 @@ def runtime_requirement(engine: str, device: str) -> str:
     if engine == "onnxruntime-genai":
         package = "onnxruntime-genai-cuda" if device == "cuda" else "onnxruntime-genai"
         return f"{package}=={runtime_version('onnxruntime-genai')}"
-    return "openvino-genai"
+    # openvino-genai brings the matching openvino and openvino-tokenizers (the IR tokenizer's operations).
+    return f"openvino-genai=={runtime_version('openvino-genai')}"
 
 
 def runtime_version(distribution: str) -> str:

@@ -120,6 +120,10 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     }
 
 
+def engine_config(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
+    return {"olive_workflow": olive_workflow(plan, model_dir, work_dir)}
+
+
 def run_olive(config: dict, work_dir: Path) -> Path:
     """Run the workflow in a child process; return the folder holding the output model."""
     config_path = work_dir / "olive_config.json"

@@ -28,6 +28,11 @@ TOOL_DISTRIBUTIONS = (
     "onnx-ir",
     "transformers",
     "torch",
+    "optimum-intel",
+    "nncf",
+    "openvino",
+    "openvino-genai",
+    "openvino-tokenizers",
     "tokenizers",
 )
 

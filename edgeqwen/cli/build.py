@@ -105,7 +105,7 @@ def dry_run_report(request: pipeline.BuildRequest) -> dict:
         "plan_hash": resolved.plan.hash(),
         "memory_estimate": resolved.memory.to_dict(),
         "destination": str(resolved.destination),
-        "olive_workflow": backend.olive_workflow(resolved.plan, Path("<model>"), Path("<work>")),
+        "engine_config": backend.engine_config(resolved.plan, Path("<model>"), Path("<work>")),
     }
 
 

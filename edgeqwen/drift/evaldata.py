@@ -32,21 +32,22 @@ class EvalData:
     records: tuple[dict, ...]  # {"text": ...} or {"messages": [...]}
 
 
-def load_eval_data(path: Path | None = None) -> EvalData:
-    path = Path(path) if path else DEFAULT_EVAL_FILE
+def load_eval_data(path: Path | None = None, option: str = "--eval-data", default: Path = DEFAULT_EVAL_FILE) -> EvalData:
+    """Read a text file for measurement (or calibration: `option` names the flag in error messages)."""
+    path = Path(path) if path else default
     if not path.is_file():
-        raise EvalDataError(f"--eval-data {path}: file not found; expected {ACCEPTED}")
+        raise EvalDataError(f"{option} {path}: file not found; expected {ACCEPTED}")
     raw = path.read_bytes()
-    source = "edgeqwen held-out corpus" if path == DEFAULT_EVAL_FILE else path.name
+    source = f"edgeqwen corpus ({path.stem} split)" if path.parent == CORPUS_DIR else path.name
     text = raw.decode("utf-8", errors="replace")
     if path.suffix == ".txt":
         records = ({"text": text},)
     elif path.suffix == ".jsonl":
         records = tuple(parse_jsonl(path, text))
     else:
-        raise EvalDataError(f"--eval-data {path}: unknown format {path.suffix!r}; expected {ACCEPTED}")
+        raise EvalDataError(f"{option} {path}: unknown format {path.suffix!r}; expected {ACCEPTED}")
     if not records or not any(r.get("text", "").strip() or r.get("messages") for r in records):
-        raise EvalDataError(f"--eval-data {path}: no text in it")
+        raise EvalDataError(f"{option} {path}: no text in it")
     return EvalData(source=source, sha256=hashlib.sha256(raw).hexdigest(), records=records)
 
 

@@ -121,7 +121,7 @@ def measure_drift(
         "budget": plan["drift"],
         "misses": [m.to_dict() for m in misses],
         "miss_descriptions": [m.describe() for m in misses],
-        "suggestions": suggestions(plan["quantization"]) if misses else [],
+        "suggestions": suggestions(plan) if misses else [],
         "eval_data": {
             "source": data.source,
             "sha256": data.sha256,
@@ -135,7 +135,12 @@ def measure_drift(
             "framework": f"transformers {version('transformers')}",
             "dtype": "float32",
         },
-        "runtime": {"engine": plan["engine"], "version": version(plan["engine"]), "device": "cpu"},
+        "runtime": {
+            "engine": plan["engine"],
+            "version": version(plan["engine"]),
+            "device": "cpu",
+            "inference_precision": getattr(bundle, "inference_precision", "float32"),
+        },
         "per_position_mean_kld": per_position_mean([p.kld for p in parts]),
         "generation": generation,
     }

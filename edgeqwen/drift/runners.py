@@ -5,9 +5,10 @@ Both expose the same two calls:
     greedy(prompt_ids, new_tokens) -> generated token ids (stopping at the model's end token)
 
 The reference is the source checkpoint in transformers at float32. The bundle
-runs in ONNX Runtime GenAI, teacher-forced one token at a time: that is how
-the runtime decodes on the device, and the bundle's lm_head is pruned to the
-last position, so one step gives exactly one row of logits.
+runs in its own runtime (ONNX Runtime GenAI, or OpenVINO for IR bundles),
+teacher-forced one token at a time: that is how the runtime decodes on the
+device, and an ONNX bundle's lm_head is pruned to the last position, so one
+step gives exactly one row of logits.
 """
 
 from __future__ import annotations
@@ -87,7 +88,59 @@ class OrtGenaiRunner:
         return out
 
 
+class OpenVinoRunner:
+    """Runs an IR bundle's stateful model on this machine's CPU device (an NPU bundle too: no NPU here).
+
+    The IR is what OpenVINO GenAI loads; it is driven here through OpenVINO's own inference request so
+    each step's logits can be read. The CPU device computes at its default inference precision.
+    """
+
+    MODEL_FILE = "openvino_model.xml"
+
+    def __init__(self, bundle_dir: Path):
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(bundle_dir / self.MODEL_FILE), "CPU")
+        self.inference_precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.request = compiled.create_infer_request()
+        generation = json.loads((bundle_dir / "generation_config.json").read_text())
+        eos = generation.get("eos_token_id")
+        self.end_tokens = set([eos] if isinstance(eos, int) else eos or [])
+
+    def _step(self, token: int, position: int) -> np.ndarray:
+        ids = np.array([[token]], dtype=np.int64)
+        self.request.infer(
+            {
+                "input_ids": ids,
+                "attention_mask": np.ones((1, position + 1), dtype=np.int64),
+                "position_ids": np.array([[position]], dtype=np.int64),
+                "beam_idx": np.zeros(1, dtype=np.int32),
+            }
+        )
+        return np.array(self.request.get_tensor("logits").data[0, -1], dtype=np.float32)
+
+    def window_logits(self, tokens: list[int]) -> np.ndarray:
+        self.request.reset_state()
+        return np.stack([self._step(token, i) for i, token in enumerate(tokens[:-1])])
+
+    def greedy(self, prompt_ids: list[int], new_tokens: int) -> list[int]:
+        self.request.reset_state()
+        for i, token in enumerate(prompt_ids):
+            logits = self._step(token, i)
+        out: list[int] = []
+        while len(out) < new_tokens:
+            token = int(logits.argmax())
+            out.append(token)
+            if token in self.end_tokens:
+                break
+            logits = self._step(token, len(prompt_ids) + len(out) - 1)
+        return out
+
+
 def bundle_runner(engine: str, bundle_dir: Path):
     if engine == "onnxruntime-genai":
         return OrtGenaiRunner(bundle_dir)
+    if engine == "openvino":
+        return OpenVinoRunner(bundle_dir)
     raise ValueError(f"no drift runner for engine {engine!r}")
