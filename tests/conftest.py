@@ -109,3 +109,13 @@ def run_cli(*argv) -> CliResult:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory):
+    """The shipped demo model built for a Raspberry Pi 5, the way `make demo` builds it."""
+    from edgeqwen.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "pi5"
+    assert main(["build", "--target", "raspberry-pi-5", "--out", str(out)]) == 0
+    return out

@@ -1,13 +1,9 @@
-"""The newcomer's path: the demo model, built for a Raspberry Pi 5, answers in a virtualenv holding only the runtime."""
+"""The newcomer's path: the demo model built for a Raspberry Pi 5 (tests/test_shim.py runs it as on the device)."""
 
 import ast
 import json
-import subprocess
 import sys
-import venv
-from importlib.metadata import version
 
-import pytest
 
 from edgeqwen.pipeline import SHIM_SOURCE
 
@@ -35,15 +31,6 @@ def test_shim_imports_only_the_standard_library_and_each_runtime_only_where_it_i
     assert imported_modules(tree) - STDLIB == set(RUNTIME_MODULES.values())
 
 
-@pytest.fixture(scope="module")
-def demo_bundle(tmp_path_factory):
-    from edgeqwen.cli import main
-
-    out = tmp_path_factory.mktemp("demo") / "pi5"
-    assert main(["build", "--target", "raspberry-pi-5", "--out", str(out)]) == 0
-    return out
-
-
 def test_demo_bundle_is_small_and_described(demo_bundle):
     manifest = json.loads((demo_bundle / "manifest.json").read_text())
     assert manifest["model"]["id"] == "edgeqwen/demo-qwen3-4l-h128" and manifest["model"]["origin"] == "demo"
@@ -53,30 +40,3 @@ def test_demo_bundle_is_small_and_described(demo_bundle):
     # Both of Qwen's end tokens stop generation (config.json names one, generation_config.json both).
     genai = json.loads((demo_bundle / "genai_config.json").read_text())
     assert genai["model"]["eos_token_id"] == [151645, 151643]
-
-
-def test_demo_bundle_answers_in_a_fresh_virtualenv_with_only_the_runtime(demo_bundle, tmp_path):
-    env_dir = tmp_path / "device-env"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    requirement = f"onnxruntime-genai=={version('onnxruntime-genai')}"
-    install = subprocess.run(
-        [python, "-m", "pip", "install", "-q", requirement], capture_output=True, text=True, timeout=600
-    )
-    assert install.returncode == 0, install.stderr
-    installed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True)
-    names = {p["name"].lower() for p in json.loads(installed.stdout)}
-    assert not names & {"torch", "transformers", "edgeqwen", "olive-ai"}
-
-    answer = subprocess.run(
-        [python, demo_bundle / "shim.py", "What is the pathlib module for?", "--max-new-tokens", "40"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert answer.returncode == 0, answer.stderr
-    words = answer.stdout.split()
-    assert len(words) >= 5, answer.stdout
-    # A trained model answers in the documentation's English, not random vocabulary.
-    assert sum(w.strip('.,:;"()').isalpha() for w in words) >= len(words) // 2, answer.stdout

@@ -8,10 +8,17 @@ from edgeqwen.targets import TargetProfile
 MB = 1024 * 1024
 
 INSTALL_NOTES = {
-    "arm64": "On Raspberry Pi OS (64-bit) or another arm64 Linux, and on Android in Termux with Python, "
-    "the runtime installs from PyPI:",
-    "x86_64": "On a 64-bit Linux, Windows or macOS machine the runtime installs from PyPI:",
+    "arm64": "On Raspberry Pi OS (64-bit) or another arm64 Linux, and on Android in Termux with Python "
+    "(`pkg install python`), the runtime installs from PyPI:",
+    "x86_64": "On a 64-bit Linux or macOS machine the runtime installs from PyPI:",
 }
+WINDOWS_NOTE = """On Windows (PowerShell), the same with Windows paths:
+
+```
+py -m venv $HOME\\qwen-env; & $HOME\\qwen-env\\Scripts\\Activate.ps1
+pip install {requirement}
+```
+"""
 
 
 def precision_line(plan: BuildPlan) -> str:
@@ -65,6 +72,7 @@ def device_readme(plan: BuildPlan, target: TargetProfile, requirement: str, bund
             "bundle on the CPU for a quick check.\n"
         )
     listing = "\n".join(f"- `{name}`" for name in files)
+    windows = WINDOWS_NOTE.format(requirement=requirement) if target.hardware.cpu_arch == "x86_64" else ""
     return f"""# {plan.model.id} for {target.name}
 
 {target.description}.
@@ -81,19 +89,43 @@ Bundle size: {bundle_bytes / MB:.1f} MB.
 python3 -m venv ~/qwen-env && . ~/qwen-env/bin/activate
 pip install {requirement}
 ```
-{gpu_note}{npu_section(plan)}
-## Run
+{windows}{gpu_note}{npu_section(plan)}
+## Run it three ways
+
+The shim needs nothing but the runtime. At every start it checks each file against the sha256 in
+`manifest.json` and refuses a changed bundle (`--no-verify` skips that for a faster start).
+
+One answer, streamed:
 
 ```
 python shim.py "What is the with statement?"
-python shim.py --system "Answer in one sentence." --max-new-tokens 100 "What does pathlib do?"
+python shim.py --system "Answer in one sentence." --max-new-tokens 100 --temperature 0.7 "What does pathlib do?"
 echo "Explain list comprehensions" | python shim.py -
 ```
 
-`python shim.py --help` lists the options (sampling, `--think` for Qwen3 thinking mode, `--raw`,
-`--device`).
-The shim needs nothing but the runtime: it reads `manifest.json`, applies the model's chat template
-and streams the answer.
+A conversation (type `/reset` to start over, `/exit` or Ctrl-D to quit; the oldest turns are
+dropped, with a notice, when the conversation outgrows the {plan.context_length}-token context):
+
+```
+python shim.py chat --system "You are a helpful assistant."
+```
+
+An OpenAI-compatible server on this machine only (`--host 0.0.0.0` to serve the network):
+
+```
+python shim.py serve --port 8000
+curl http://127.0.0.1:8000/v1/chat/completions -H "Content-Type: application/json" \\
+  -d '{{"model": "{plan.model.id}", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+```
+
+Any OpenAI client works: `OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")`, with
+`stream=True` too. One request runs at a time; `--max-queue` more wait, further ones get HTTP 429.
+SIGTERM or Ctrl-C lets running requests finish (`--shutdown-grace` seconds) and exits.
+
+Qwen3 thinking mode: `--think` (in the server: `"chat_template_kwargs": {{"enable_thinking": true}}`);
+`--thinking show|hide|separate` shows the thinking, hides it or prints it to stderr; the server
+returns it as `reasoning_content`. `python shim.py --help`, `chat --help` and `serve --help` list
+every option.
 
 ## What is in this folder
 

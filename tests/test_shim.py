@@ -1,0 +1,234 @@
+"""The bundle's shim on the device: one-shot, chat and the OpenAI-compatible server.
+
+Everything here runs the demo bundle's shim with a Python that has only the runtime installed (a fresh
+virtualenv), and the server is answered by the official `openai` client.
+"""
+
+import http.client
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import venv
+from importlib.metadata import version
+
+import pytest
+
+EMPTY_THINKING = "<think>\n\n</think>\n\n"
+
+
+@pytest.fixture(scope="module")
+def device_python(tmp_path_factory):
+    """A virtualenv with only the bundle's runtime, as on the device."""
+    env_dir = tmp_path_factory.mktemp("device") / "env"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run([python, "-m", "pip", "install", "-q", f"onnxruntime-genai=={version('onnxruntime-genai')}"],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr
+    names = {p["name"].lower() for p in json.loads(subprocess.run(
+        [python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout)}
+    assert not names & {"torch", "transformers", "edgeqwen", "olive-ai", "openai"}
+    return python
+
+
+def shim(python, bundle, *args, **kwargs):
+    kwargs.setdefault("timeout", 300)
+    return subprocess.run([python, bundle / "shim.py", *args], capture_output=True, text=True, **kwargs)
+
+
+def english(text):
+    words = text.split()
+    return len(words) >= 5 and sum(w.strip('.,:;"()').isalpha() for w in words) >= len(words) // 2
+
+
+def test_one_shot_answers_in_english(device_python, demo_bundle):
+    answer = shim(device_python, demo_bundle, "What is the pathlib module for?", "--max-new-tokens", "40")
+    assert answer.returncode == 0, answer.stderr
+    assert english(answer.stdout), answer.stdout
+
+
+def test_thinking_mode_changes_the_prompt_as_the_template_says(device_python, demo_bundle):
+    off = shim(device_python, demo_bundle, "--print-prompt", "hi")
+    on = shim(device_python, demo_bundle, "--print-prompt", "--think", "hi")
+    assert off.returncode == 0 and on.returncode == 0, off.stderr + on.stderr
+    assert off.stdout.endswith("<|im_start|>assistant\n" + EMPTY_THINKING)
+    assert on.stdout.endswith("<|im_start|>assistant\n") and "<think>" not in on.stdout
+    system = shim(device_python, demo_bundle, "--print-prompt", "--system", "Be brief.", "hi")
+    assert system.stdout.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+
+
+def test_chat_through_stdin_keeps_history_and_drops_the_oldest_turns(device_python, demo_bundle):
+    turns = "What is a list?\nAnd a tuple?\n/exit\n"
+    chat = shim(device_python, demo_bundle, "chat", "--max-new-tokens", "12", input=turns)
+    assert chat.returncode == 0, chat.stderr
+    assert len([line for line in chat.stdout.splitlines() if line.strip()]) >= 2
+
+    long_turn = "word " * 1200 + "\n"  # four of these overflow the 4096-token context
+    chat = shim(device_python, demo_bundle, "chat", "--max-new-tokens", "4", input=long_turn * 5)
+    assert chat.returncode == 0, chat.stderr
+    assert "dropped the oldest turn" in chat.stderr and "Traceback" not in chat.stderr
+
+
+def test_a_tampered_bundle_is_refused_by_hash(device_python, demo_bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_bundle, copy)
+    with open(copy / "tokenizer_config.json", "a") as f:
+        f.write(" ")
+    refused = shim(device_python, copy, "hi", "--max-new-tokens", "2")
+    assert refused.returncode == 2
+    assert "tokenizer_config.json does not match its sha256" in refused.stderr and "Traceback" not in refused.stderr
+    assert shim(device_python, copy, "--no-verify", "hi", "--max-new-tokens", "2").returncode == 0
+
+
+class RunningServer:
+    def __init__(self, python, bundle, *args, via_cli=False):
+        command = [python, "-m", "edgeqwen", "serve", bundle] if via_cli else [python, bundle / "shim.py", "serve"]
+        self.process = subprocess.Popen([*command, "--port", "0", "--quiet", *args], stderr=subprocess.PIPE, text=True)
+        line = self.process.stderr.readline()
+        match = re.search(r"http://([\d.]+):(\d+)/v1", line)
+        assert match, line + self.process.stderr.read()
+        self.host, self.port = match.group(1), int(match.group(2))
+        self.base_url = f"http://{self.host}:{self.port}/v1"
+
+    def request(self, method, path, body=None, headers=None):
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        connection.request(method, path, body=body, headers=headers or {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        return code, self.process.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def server(device_python, demo_bundle):
+    running = RunningServer(device_python, demo_bundle, "--max-queue", "0", "--max-body-bytes", "4096")
+    yield running
+    if running.process.poll() is None:
+        running.process.kill()
+
+
+def test_openai_client_lists_models_completes_and_streams(server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key="unused")
+    assert [m.id for m in client.models.list()] == ["edgeqwen/demo-qwen3-4l-h128"]
+
+    completion = client.chat.completions.create(
+        model="edgeqwen/demo-qwen3-4l-h128", max_tokens=30,
+        messages=[{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is pathlib?"}],
+    )
+    choice = completion.choices[0]
+    assert english(choice.message.content), choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert completion.usage.prompt_tokens > 10 and 0 < completion.usage.completion_tokens <= 30
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+
+    chunks = list(client.chat.completions.create(
+        model="edgeqwen/demo-qwen3-4l-h128", max_tokens=20, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "What is pathlib?"}],
+    ))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert english(text), text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    assert chunks[-1].choices == [] and 0 < chunks[-1].usage.completion_tokens <= 20
+    # Greedy decoding streams exactly what the whole answer would be.
+    whole = client.chat.completions.create(model="x", max_tokens=20,
+                                           messages=[{"role": "user", "content": "What is pathlib?"}])
+    assert whole.choices[0].message.content == text.strip()
+
+
+@pytest.mark.parametrize(
+    "body, status, expected",
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (json.dumps({"model": "x"}).encode(), 400, "'messages' is required"),
+        (json.dumps({"messages": [{"role": "robot", "content": "hi"}]}).encode(), 400, "messages[0] needs a role"),
+        (json.dumps({"messages": [{"role": "user", "content": "hi"}], "temperature": 7}).encode(), 400,
+         "'temperature' = 7 is outside"),
+        (json.dumps({"messages": [{"role": "user", "content": "x" * 5000}]}).encode(), 413, "the limit is 4096"),
+    ],
+)
+def test_bad_requests_get_openai_shaped_errors(server, body, status, expected):
+    got, raw = server.request("POST", "/v1/chat/completions", body)
+    error = json.loads(raw)["error"]
+    assert got == status and expected in error["message"] and error["type"]
+
+
+def test_a_full_queue_answers_429(server):
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
+    body = {"messages": [{"role": "user", "content": "What is pathlib?"}], "max_tokens": 1500, "stream": True}
+    connection.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                       headers={"Content-Type": "application/json"})
+    streaming = connection.getresponse()
+    assert streaming.status == 200 and streaming.readline().startswith(b"data: ")  # it is running now
+    status, raw = server.request("POST", "/v1/chat/completions",
+                                 json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode())
+    assert status == 429 and json.loads(raw)["error"]["code"] == "queue_full"
+    connection.close()  # the server notices, stops that generation and frees the slot
+    for _ in range(100):
+        status, _ = server.request("POST", "/v1/chat/completions",
+                                   json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode())
+        if status == 200:
+            break
+        time.sleep(0.2)
+    assert status == 200
+
+
+def test_overlong_prompt_and_clamped_max_tokens(device_python, demo_bundle):
+    server = RunningServer(device_python, demo_bundle)
+    try:
+        long = {"messages": [{"role": "user", "content": "word " * 5000}]}
+        status, raw = server.request("POST", "/v1/chat/completions", json.dumps(long).encode())
+        error = json.loads(raw)["error"]
+        assert status == 400 and error["code"] == "context_length_exceeded" and "at most 4095" in error["message"]
+        status, raw = server.request("POST", "/v1/models/none", None)
+        assert status == 404
+    finally:
+        code, err = server.stop()
+    assert code == 0 and "stopped" in err
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(device_python, demo_bundle):
+    server = RunningServer(device_python, demo_bundle, "--shutdown-grace", "1")
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
+    body = {"messages": [{"role": "user", "content": "What is pathlib?"}], "max_tokens": 3000, "stream": True}
+    connection.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                       headers={"Content-Type": "application/json"})
+    streaming = connection.getresponse()
+    assert streaming.readline().startswith(b"data: ")
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    rest = streaming.read().decode()
+    assert rest.rstrip().endswith("data: [DONE]")  # cut short after the grace period, but properly ended
+    code = server.process.wait(timeout=60)
+    assert code == 0 and time.monotonic() - started < 30
+    assert "stopped" in server.process.stderr.read()
+
+
+def test_thinking_is_split_from_the_answer_even_when_a_tag_arrives_in_pieces():
+    from edgeqwen.bundle.shim import ThinkingSplitter
+
+    splitter = ThinkingSplitter()
+    pieces = ["<th", "ink>", "Let me see", "</thi", "nk>\n\n", "It is ", "42."]
+    parts = [part for piece in pieces for part in splitter.feed(piece)]
+    thinking = "".join(text for kind, text in parts if kind == "thinking")
+    answer = "".join(text for kind, text in parts if kind == "answer")
+    assert thinking == "Let me see" and answer == "\n\nIt is 42."
+    assert ThinkingSplitter().feed("no tags < here") == [("answer", "no tags < here")]
+
+
+def test_edgeqwen_serve_runs_the_same_shim(demo_bundle):
+    server = RunningServer(sys.executable, demo_bundle, via_cli=True)
+    try:
+        status, raw = server.request("GET", "/v1/models")
+        assert status == 200 and json.loads(raw)["data"][0]["id"] == "edgeqwen/demo-qwen3-4l-h128"
+    finally:
+        code, err = server.stop()
+    assert code == 0 and "stopped" in err
