@@ -75,6 +75,10 @@ def estimate_memory(plan: BuildPlan) -> MemoryEstimate:
     layers = m.num_parameters - table * (1 if m.tied_embeddings else 2)
     layer_precision = {"int4": "int4", "int8": "int8"}.get(q.weights, "float")
     weight_bits = layers * bits_per_weight(layer_precision, plan)
+    if plan.nncf is not None and q.weights == "int4" and plan.nncf.ratio < 1.0:  # the rest at the backup precision
+        backup = "float" if plan.nncf.backup_precision == "none" else "int8"
+        weight_bits = layers * (plan.nncf.ratio * bits_per_weight("int4", plan)
+                                + (1 - plan.nncf.ratio) * bits_per_weight(backup, plan))
     weight_bits += table * bits_per_weight(q.lm_head, plan)
     if not (m.tied_embeddings and q.embeddings == q.lm_head):  # a tied pair at one precision is stored once
         weight_bits += table * bits_per_weight(q.embeddings, plan)

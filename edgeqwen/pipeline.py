@@ -57,6 +57,9 @@ class BuildRequest:
     eval_data: Optional[Path] = None  # None: the shipped held-out corpus
     eval_tokens: int = DEFAULT_EVAL_TOKENS
     drift_overrides: Optional[dict] = None  # max_ppl_ratio / max_mean_kld / min_top1_agreement
+    quality: str = "fixed"  # "auto": edgeqwen.ladder tries rungs; each attempt is a fixed build of one rung
+    rung: Optional[str] = None  # a rung of recipes/rungs/ on top of the recipe
+    quality_trail: tuple = ()  # the rows of the rungs tried before this one (auto mode)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class BuildResult:
     drift: dict
     stage_seconds: dict[str, float] = field(default_factory=dict)
     cache_hit: str = "none"  # "bundle", "conversion" or "none"
+    rung_seconds: dict[str, float] = field(default_factory=dict)  # build time of each rung tried (auto mode)
 
     @property
     def bundle_dir(self) -> Path:
@@ -97,6 +101,7 @@ class BuildResult:
             "model_file_ratio_vs_fp16": round(model_file_bytes(self.manifest) / fp16_checkpoint_bytes(source), 4),
             "memory_estimate": self.resolved.memory.to_dict(),
             "drift": {"passed": self.drift["passed"], **self.drift["summary"]},
+            "quality": {**self.drift["quality"], "rung_seconds": {k: round(v, 1) for k, v in self.rung_seconds.items()}},
             "cache_hit": self.cache_hit,
             "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
         }
@@ -112,6 +117,7 @@ class BuildResult:
             f"({d['fp16_checkpoint_bytes'] / MB:.1f} MB); model files {d['model_file_bytes'] / MB:.1f} MB = "
             f"{d['model_file_ratio_vs_fp16']:.0%}, the rest is the tokenizer\n"
             f"  drift    {drift_line(self.drift)}\n"
+            f"{quality_lines(self.drift['quality'], self.rung_seconds)}"
             f"  memory   ~{d['memory_estimate']['total_mb']:.0f} MB at {d['memory_estimate']['context_length']} "
             f"tokens of the target's {d['memory_estimate']['budget_mb']:.0f} MB budget\n"
             f"  run it   {run}\n"
@@ -126,6 +132,16 @@ def drift_line(report: dict) -> str:
         f"{s['top1_agreement']:.1%}, perplexity {s['ppl_reference']:.2f} -> {s['ppl_bundle']:.2f} "
         f"(x{s['ppl_ratio']:.3f}) over {s['tokens']} tokens"
     )
+
+
+def quality_lines(quality: dict, seconds: dict[str, float]) -> str:
+    if quality["mode"] != "auto" or quality["chosen"] is None:  # fixed, or no rung applied (the recipe as is)
+        return ""
+    from edgeqwen.ladder import format_table
+
+    tried = len([r for r in quality["tried"] if r["status"] != "skipped"])
+    return (f"  quality  rung {quality['chosen']} chosen by --quality auto ({tried} tried, smallest first):\n"
+            + format_table(quality["tried"], seconds, indent=" " * 11) + "\n")
 
 
 def rejected_report_dir(destination: Path) -> Path:
@@ -155,6 +171,10 @@ def resolve(request: BuildRequest, shared: "SharedWork | None" = None) -> Resolv
     target = load_target(request.target)
     source = shared.model(request.model) if shared else resolve_model(request.model)
     recipe = load_recipe(request.recipe) if request.recipe else recipe_for_model_type(source.model_type)
+    if request.rung:
+        from edgeqwen.ladder import apply_rung, load_rung
+
+        recipe = apply_rung(recipe, load_rung(request.rung))
     plan = resolve_plan(source, target, recipe, request.precision, request.context_length, request.drift_overrides)
     backend_for(plan.engine).check_supported(plan)  # what the engine or device cannot run, before the fit check
     memory = check_fit(plan)
@@ -187,6 +207,7 @@ def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest) -> str:
         code=source_sha256(Path(__file__).parent),  # the shim, README, report and manifest writers
         eval_data=load_eval_data(request.eval_data).sha256,
         eval_tokens=request.eval_tokens,
+        quality={"mode": request.quality, "trail": list(request.quality_trail)},  # both land in drift.json
     )
 
 
@@ -290,7 +311,9 @@ def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, sh
         request.eval_tokens,
         reference_memo=shared.reference_memo if shared else None,
     )
+    row = quality_row(resolved, request, report, staging)
     if report["passed"]:
+        report["quality"] = {"mode": request.quality, "chosen": request.rung, "tried": [*request.quality_trail, row]}
         write_report(staging, report, per_token_kld)
         shutil.rmtree(rejected_report_dir(resolved.destination), ignore_errors=True)  # an earlier failure's report
         return report
@@ -299,10 +322,29 @@ def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, sh
     write_report(kept, report, per_token_kld)
     misses = "\n".join(f"  - {m}" for m in report["miss_descriptions"])
     tips = "\n".join(f"  - {t}" for t in report["suggestions"])
-    raise DriftBudgetExceeded(
+    error = DriftBudgetExceeded(
         f"the {resolved.plan.target} bundle of {resolved.plan.model.id} misses its drift budget, so it was not "
         f"written to {resolved.destination}:\n{misses}\nReport: {kept}/drift.md\nTry:\n{tips}"
     )
+    error.quality_row = row
+    raise error
+
+
+def quality_row(resolved: ResolvedBuild, request: BuildRequest, report: dict, staging: Path) -> dict:
+    """One line of the quality table: what this build is, its size and drift (no times: bundles stay reproducible)."""
+    s = report["summary"]
+    return {
+        "rung": request.rung or resolved.recipe.name,
+        "status": "passed" if report["passed"] else "failed",
+        "quantization": resolved.plan.to_dict()["quantization"],
+        "nncf": resolved.plan.to_dict()["nncf"],
+        "bundle_bytes": sum(p.stat().st_size for p in staging.iterdir() if p.is_file()),
+        "estimated_weights_bytes": resolved.memory.weights_bytes,
+        "mean_kld": s["mean_kld"],
+        "ppl_ratio": s["ppl_ratio"],
+        "top1_agreement": s["top1_agreement"],
+        "misses": report["miss_descriptions"],
+    }
 
 
 def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, drift: dict) -> dict:
@@ -329,6 +371,7 @@ def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, dri
         "plan_hash": plan.hash(),
         "runtime": {"engine": plan.engine, "device": plan.device, "requirement": requirement},
         "memory_estimate": resolved.memory.to_dict(),
+        "quality": drift["quality"],
         "drift": {
             "passed": drift["passed"],
             "summary": drift["summary"],

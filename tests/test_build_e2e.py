@@ -177,6 +177,7 @@ def wait_for_staging(parent, name, process, timeout=120):
     pytest.fail("the build never started writing")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "interrupted"])
 def test_a_build_stopped_midway_leaves_no_bundle(tiny_models, tmp_path, sig):
     out = tmp_path / "bundle"

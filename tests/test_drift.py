@@ -130,7 +130,7 @@ def test_eval_reproduces_the_builds_figures(demo_bundles, cli):
 
 def test_over_budget_build_fails_leaves_no_bundle_and_keeps_the_report(cli, tmp_path):
     out = tmp_path / "tight"
-    result = cli("build", "--target", "raspberry-pi-5", "--out", out, "--eval-tokens", "256",
+    result = cli("build", "--target", "raspberry-pi-5", "--out", out, "--eval-tokens", "256", "--quality", "fixed",
                  "--max-mean-kld", "0.000001", "--min-top1-agreement", "0.999")
     assert result.code == 1
     assert "misses its drift budget" in result.err and "mean_kld" in result.err and "top1_agreement" in result.err
@@ -177,6 +177,7 @@ def test_a_damaged_conversion_is_caught_by_the_gate_and_leaves_no_bundle(cli, tm
 
     monkeypatch.setattr(ort_genai, "finish_model", finish_then_damage)
     out = tmp_path / "damaged"
-    result = cli("build", "--target", "raspberry-pi-5", "--out", out, "--eval-tokens", "256", "--no-cache")
+    result = cli("build", "--target", "raspberry-pi-5", "--out", out, "--eval-tokens", "256", "--no-cache",
+                 "--quality", "fixed")
     assert result.code == 1 and "misses its drift budget" in result.err
     assert not out.exists() and (tmp_path / "damaged.drift-rejected" / "drift.md").is_file()

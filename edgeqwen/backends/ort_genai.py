@@ -66,6 +66,12 @@ def check_supported(plan: BuildPlan) -> None:
             f"{m.id} has separate embedding and lm_head tables; INT8 embeddings are only available for tied "
             "models here. Use embeddings = 'int4' or 'float'"
         )
+    if q.weights == "int4" and q.algorithm == "k_quant" and q.embeddings != "float":
+        raise PlanError(
+            "algorithm = 'k_quant' with a quantized embedding: the onnxruntime-genai 0.14.1 builder's k-quant "
+            "stores asymmetric weights and an 8-bit lm_head with zero points, which edgeqwen cannot share with "
+            "the embedding; use algorithm = 'rtn' (or embeddings = 'float', which ships the table in FP32)"
+        )
     if q.weights == "int8" and q.lm_head == "int4":
         raise PlanError("weights = 'int8' with lm_head = 'int4': the lm_head cannot be coarser than the weights")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import time
 
-from edgeqwen import pipeline
+from edgeqwen import ladder, pipeline
 from edgeqwen.backends import backend_for, buildable_engines
 from edgeqwen.cache import BuildCache
 from edgeqwen.errors import EdgeqwenError, PlanError
@@ -39,7 +39,12 @@ def add_parser(subparsers) -> None:
                         help="a profile in targets/ (see `edgeqwen targets`), several as a,b,c, or 'all'")
     parser.add_argument("--model", help="Hugging Face id or local folder (default: the shipped demo model)")
     parser.add_argument("--recipe", help="a recipe in recipes/ (default: chosen by the model's family)")
-    parser.add_argument("--precision", choices=["int4", "int8", "fp16", "fp32"], help="override the weight precision")
+    parser.add_argument("--precision", choices=["int4", "int8", "fp16", "fp32"],
+                        help="override the weight precision (implies --quality fixed)")
+    parser.add_argument("--rung", help="build one rung of recipes/rungs/ on top of the recipe (implies --quality fixed)")
+    parser.add_argument("--quality", choices=["auto", "fixed"], default="auto",
+                        help="auto (default): try the rungs of recipes/rungs/, smallest first, and keep the first "
+                             "within the drift budget; fixed: build the target + recipe as they are")
     parser.add_argument("--context-length", type=int, help="override the target's context length (tokens)")
     parser.add_argument("--out", type=Path,
                         help="bundle folder (default: bundles/MODEL-TARGET); with several targets, the parent folder")
@@ -74,12 +79,24 @@ def make_request(args, target: str, out: Path | None) -> pipeline.BuildRequest:
         force=args.force,
         eval_data=args.eval_data,
         eval_tokens=args.eval_tokens,
+        rung=args.rung,
+        quality=quality_mode(args),
         drift_overrides={
             "max_ppl_ratio": args.max_ppl_ratio,
             "max_mean_kld": args.max_mean_kld,
             "min_top1_agreement": args.min_top1_agreement,
         },
     )
+
+
+def quality_mode(args) -> str:
+    return "fixed" if args.precision or args.rung else args.quality
+
+
+def run_build(args, request, cache, shared=None) -> pipeline.BuildResult:
+    if request.quality == "auto":
+        return ladder.build_auto(request, cache, shared or pipeline.SharedWork())
+    return pipeline.build(request, cache=cache, shared=shared)
 
 
 def handle(args) -> int:
@@ -92,7 +109,7 @@ def handle(args) -> int:
     if args.cache_key:
         print(pipeline.bundle_cache_key(pipeline.resolve(request), request))
         return 0
-    result = pipeline.build(request, cache=None if args.no_cache else BuildCache())
+    result = run_build(args, request, None if args.no_cache else BuildCache())
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 
@@ -100,7 +117,13 @@ def handle(args) -> int:
 def dry_run_report(request: pipeline.BuildRequest) -> dict:
     resolved = pipeline.resolve(request)
     backend = backend_for(resolved.plan.engine)
+    rungs = [
+        {"rung": c.rung.name, "estimated_weights_mb": round(c.resolved.memory.weights_bytes / 2**20, 2)}
+        if c.resolved else {"rung": c.rung.name, "skipped": c.reason}
+        for c in (ladder.candidates(request, pipeline.SharedWork()) if request.quality == "auto" else [])
+    ]
     return {
+        "quality_ladder": rungs,
         "plan": resolved.plan.to_dict(),
         "plan_hash": resolved.plan.hash(),
         "memory_estimate": resolved.memory.to_dict(),
@@ -136,7 +159,7 @@ def build_many(args) -> int:
         started = time.monotonic()
         try:
             request = make_request(args, target, parent / f"{source_name}-{target}")
-            result = pipeline.build(request, cache=cache, shared=shared)
+            result = run_build(args, request, cache, shared)
             rows.append({**result.to_dict(), "status": "ok"})
         except EdgeqwenError as e:
             rows.append({"target": target, "status": "failed", "reason": str(e),

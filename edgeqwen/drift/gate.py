@@ -52,7 +52,7 @@ def suggestions(plan: dict) -> list[str]:
         tips.append("fit the INT4 scales on calibration text (recipe [nncf] awq = true, scale_estimation = true)")
     if int4 and not 0 < quantization.get("block_size", 32) <= 32:
         tips.append("use smaller quantization groups (block_size = 32)")
-    if int4 and quantization.get("algorithm") == "rtn" and nncf is None:
+    if int4 and quantization.get("algorithm") == "rtn" and nncf is None and quantization.get("embeddings") == "float":
         tips.append("try the k-quant algorithm (algorithm = \"k_quant\")")
     if int4 and nncf is not None and nncf["ratio"] == 1.0:
         tips.append("keep the most sensitive fifth of the layers at INT8 (recipe [nncf] ratio = 0.8)")

@@ -17,6 +17,21 @@ def write_report(folder: Path, report: dict, per_token_kld: np.ndarray) -> None:
     plot(folder / "drift.png", report, per_token_kld)
 
 
+def quality_section(report: dict) -> str:
+    quality = report.get("quality")
+    if not quality or quality["mode"] != "auto" or quality["chosen"] is None:
+        return ""
+    lines = ["| rung | result | size MB | mean KLD | PPL ratio | top-1 |", "|---|---|---|---|---|---|"]
+    for row in quality["tried"]:
+        if row["status"] == "skipped":
+            lines.append(f"| {row['rung']} | skipped: {row['reason'].splitlines()[0]} | | | | |")
+        else:
+            lines.append(f"| {row['rung']} | {row['status']} | {row['bundle_bytes'] / 2**20:.1f} | "
+                         f"{row['mean_kld']:.5f} | {row['ppl_ratio']:.4f} | {row['top1_agreement']:.1%} |")
+    return (f"\n## Quality ladder: `{quality['chosen']}` chosen\n\nRungs tried smallest first; the first within "
+            "the budget is this bundle.\n\n" + "\n".join(lines) + "\n")
+
+
 def markdown(report: dict) -> str:
     s, budget = report["summary"], report["budget"]
     verdict = "PASSED" if report["passed"] else "FAILED"
@@ -55,7 +70,7 @@ Greedy generation, {len(report['generation'])} prompts:
 {generations}
 
 ![per-token KLD](drift.png)
-"""
+{quality_section(report)}"""
 
 
 def plot(path: Path, report: dict, per_token_kld: np.ndarray) -> None:
