@@ -101,7 +101,7 @@ class BuildResult:
             "model_file_ratio_vs_fp16": round(model_file_bytes(self.manifest) / fp16_checkpoint_bytes(source), 4),
             "memory_estimate": self.resolved.memory.to_dict(),
             "drift": {"passed": self.drift["passed"], **self.drift["summary"]},
-            "quality": {**self.drift["quality"], "rung_seconds": {k: round(v, 1) for k, v in self.rung_seconds.items()}},
+            "quality": quality_with_times(self.drift["quality"], self.rung_seconds),
             "cache_hit": self.cache_hit,
             "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
         }
@@ -132,6 +132,10 @@ def drift_line(report: dict) -> str:
         f"{s['top1_agreement']:.1%}, perplexity {s['ppl_reference']:.2f} -> {s['ppl_bundle']:.2f} "
         f"(x{s['ppl_ratio']:.3f}) over {s['tokens']} tokens"
     )
+
+
+def quality_with_times(quality: dict, seconds: dict[str, float]) -> dict:
+    return {**quality, "rung_seconds": {name: round(s, 1) for name, s in seconds.items()}}
 
 
 def quality_lines(quality: dict, seconds: dict[str, float]) -> str:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from edgeqwen.backends import ir_checks
+from edgeqwen.backends.child import run_logged, tail
 from edgeqwen.cache import source_sha256
 from edgeqwen.calibration import calibration_text
 from edgeqwen.errors import BuildError, PlanError
@@ -36,6 +36,7 @@ MODEL_FILE = "openvino_model.xml"
 PIPELINE_CONFIG = "pipeline_config.json"
 NPU_GROUP_SIZES = (128, CHANNEL_WISE)  # Intel's documented NPU LLM configurations
 EXPORT_STAGES = ("export", "compress", "done")
+CODE_FILES = ("openvino.py", "openvino_export.py", "ir_checks.py", "child.py")  # what makes the converted bytes
 
 
 def check_supported(plan: BuildPlan) -> None:
@@ -132,7 +133,7 @@ def conversion_key_parts(plan: BuildPlan) -> dict:
     calibration = calibration_for(plan)
     return {
         "engine": ENGINE,
-        "code_sha256": source_sha256(Path(__file__), Path(ir_checks.__file__), Path(__file__).with_name("openvino_export.py")),
+        "code_sha256": source_sha256(*(Path(__file__).with_name(name) for name in CODE_FILES)),
         "device": plan.device,
         "quantization": to_dict(plan.quantization),
         "nncf": to_dict(plan.nncf),
@@ -147,26 +148,19 @@ def run_export(spec: dict, work_dir: Path) -> None:
     log_path = work_dir / "openvino_export.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, "-m", "edgeqwen.backends.openvino_export", str(spec_path)]
-    with open(log_path, "w") as log, tqdm(total=len(EXPORT_STAGES) - 1, desc="  openvino", unit="step", leave=False) as bar:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        try:
-            done = 0
-            for line in process.stdout:
-                log.write(line)
-                if line.startswith("edgeqwen-stage: "):
-                    name = line.split(":", 1)[1].strip()
-                    bar.update(EXPORT_STAGES.index(name) - done)
-                    done = EXPORT_STAGES.index(name)
-                    bar.set_postfix_str(name)
-            process.wait()
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-    if process.returncode != 0:
-        lines = log_path.read_text(errors="replace").splitlines()[-15:]
-        raise BuildError(f"the OpenVINO export failed (exit {process.returncode}); last lines of {log_path}:\n"
-                         + "\n".join(lines))
+    with tqdm(total=len(EXPORT_STAGES) - 1, desc="  openvino", unit="step", leave=False) as bar:
+
+        def progress(line: str) -> None:
+            if line.startswith("edgeqwen-stage: "):
+                name = line.split(":", 1)[1].strip()
+                bar.update(EXPORT_STAGES.index(name) - bar.n)
+                bar.set_postfix_str(name)
+
+        returncode = run_logged(command, log_path, env, progress)
+    if returncode != 0:
+        raise BuildError(
+            f"the OpenVINO export failed (exit {returncode}); last lines of {log_path}:\n{tail(log_path)}"
+        )
 
 
 def convert(plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> dict:
@@ -205,7 +199,11 @@ def check_ir(plan: BuildPlan, bundle_dir: Path) -> dict:
     unbounded = ir_checks.unbounded_dimensions(model)
     if plan.device == "npu" and unbounded:
         raise BuildError("the IR has dynamic dimensions the NPU cannot make static: " + "; ".join(unbounded))
-    return {"ir_weight_precisions": precisions, "ir_io": ir_checks.describe_io(model), "ir_unbounded_dimensions": unbounded}
+    return {
+        "ir_weight_precisions": precisions,
+        "ir_io": ir_checks.describe_io(model),
+        "ir_unbounded_dimensions": unbounded,
+    }
 
 
 def npu_lengths(context_length: int) -> tuple[int, int]:

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import onnx
 from tqdm import tqdm
 
 from edgeqwen.backends import onnx_fixups
+from edgeqwen.backends.child import run_logged, tail
 from edgeqwen.cache import source_sha256
 from edgeqwen.errors import BuildError, PlanError
 from edgeqwen.plan import BuildPlan
@@ -138,31 +138,22 @@ def run_olive(config: dict, work_dir: Path) -> Path:
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "olive", "run", "--config", str(config_path), "--disable_telemetry"]
     pass_names = list(config["passes"])
-    with open(log_path, "w") as log, tqdm(total=len(pass_names), desc="  olive passes", unit="pass", leave=False) as bar:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        try:
-            for line in process.stdout:
-                log.write(line)
-                started = re.search(r"Running pass (\w+):", line)
-                if started:
-                    bar.set_postfix_str(started.group(1))
-                if re.search(r"Pass \w+:\w+ finished", line):
-                    bar.update(1)
-            process.wait()
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-    if process.returncode != 0:
-        raise BuildError(f"Olive failed (exit {process.returncode}); last lines of {log_path}:\n{tail(log_path)}")
+    with tqdm(total=len(pass_names), desc="  olive passes", unit="pass", leave=False) as bar:
+
+        def progress(line: str) -> None:
+            started = re.search(r"Running pass (\w+):", line)
+            if started:
+                bar.set_postfix_str(started.group(1))
+            if re.search(r"Pass \w+:\w+ finished", line):
+                bar.update(1)
+
+        returncode = run_logged(command, log_path, env, progress)
+    if returncode != 0:
+        raise BuildError(f"Olive failed (exit {returncode}); last lines of {log_path}:\n{tail(log_path)}")
     output = Path(config["output_dir"])
     if not (output / "genai_config.json").is_file():
         raise BuildError(f"Olive finished but wrote no model to {output}; see {log_path}:\n{tail(log_path)}")
     return output
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def finish_model(plan: BuildPlan, olive_output: Path, out_dir: Path) -> dict:
@@ -194,7 +185,7 @@ def conversion_key_parts(plan: BuildPlan) -> dict:
     m = plan.model
     return {
         "engine": ENGINE,
-        "code_sha256": source_sha256(Path(__file__), Path(onnx_fixups.__file__)),
+        "code_sha256": source_sha256(Path(__file__), Path(onnx_fixups.__file__), Path(__file__).with_name("child.py")),
         "device": plan.device,
         "quantization": to_dict(plan.quantization),
         "model": {"weights_sha256": m.weights_sha256, "model_type": m.model_type, "tied": m.tied_embeddings},

@@ -32,7 +32,9 @@ class EvalData:
     records: tuple[dict, ...]  # {"text": ...} or {"messages": [...]}
 
 
-def load_eval_data(path: Path | None = None, option: str = "--eval-data", default: Path = DEFAULT_EVAL_FILE) -> EvalData:
+def load_eval_data(
+    path: Path | None = None, option: str = "--eval-data", default: Path = DEFAULT_EVAL_FILE
+) -> EvalData:
     """Read a text file for measurement (or calibration: `option` names the flag in error messages)."""
     path = Path(path) if path else default
     if not path.is_file():

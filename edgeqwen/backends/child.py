@@ -1,0 +1,27 @@
+"""Conversion engines run in a child process: their log goes to a file, their module patches stay out
+of this process, and an interrupted build kills them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+
+def run_logged(command: list[str], log_path: Path, env: dict, on_line: Callable[[str], None]) -> int:
+    """Run `command`, copy its output to `log_path`, hand each line to `on_line`; return the exit status."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            for line in process.stdout:
+                log.write(line)
+                on_line(line)
+            return process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
