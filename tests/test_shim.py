@@ -232,3 +232,24 @@ def test_edgeqwen_serve_runs_the_same_shim(demo_bundle):
     finally:
         code, err = server.stop()
     assert code == 0 and "stopped" in err
+
+
+@pytest.mark.parametrize("mode, shown, to_stderr", [("show", "Hmm.42", ""), ("hide", "42", ""), ("separate", "42", "Hmm.")])
+def test_thinking_is_shown_hidden_or_separated_on_the_terminal(capsys, mode, shown, to_stderr):
+    from edgeqwen.bundle.shim import terminal_printer
+
+    on_text = terminal_printer(mode)
+    for piece in ["<think>", "Hmm.", "</think>", "42"]:
+        assert on_text(piece) is False  # never asks to stop
+    out, err = capsys.readouterr()
+    assert (out, err) == (shown, to_stderr)
+
+
+def test_an_unknown_bundle_format_is_refused(device_python, demo_bundle, tmp_path):
+    copy = tmp_path / "future"
+    shutil.copytree(demo_bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    refused = shim(device_python, copy, "hi")
+    assert refused.returncode == 2 and "format_version 99 is not one this shim knows" in refused.stderr
