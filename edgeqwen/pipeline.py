@@ -336,12 +336,12 @@ def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, sh
 
 def quality_row(resolved: ResolvedBuild, request: BuildRequest, report: dict, staging: Path) -> dict:
     """One line of the quality table: what this build is, its size and drift (no times: bundles stay reproducible)."""
-    s = report["summary"]
+    s, plan = report["summary"], resolved.plan.to_dict()
     return {
         "rung": request.rung or resolved.recipe.name,
         "status": "passed" if report["passed"] else "failed",
-        "quantization": resolved.plan.to_dict()["quantization"],
-        "nncf": resolved.plan.to_dict()["nncf"],
+        "quantization": plan["quantization"],
+        "nncf": plan["nncf"],
         "bundle_bytes": sum(p.stat().st_size for p in staging.iterdir() if p.is_file()),
         "estimated_weights_bytes": resolved.memory.weights_bytes,
         "mean_kld": s["mean_kld"],

@@ -12,6 +12,7 @@ class DriftBudgetExceeded(EdgeqwenError):
     """The bundle is measurably worse than its budget allows; it was not written."""
 
     exit_code = 1
+    quality_row: dict | None = None  # this build's line of the quality table (read by the ladder)
 
 
 @dataclass(frozen=True)
