@@ -23,6 +23,22 @@ FAMILIES = ("qwen2", "qwen3")
 CHAT_PROMPT = [{"role": "user", "content": "What does os.path.join do?"}]
 
 
+@pytest.fixture
+def recipe(tmp_path, monkeypatch):
+    """Write one recipe for tiny Qwen2 models into a recipes folder of its own; return its name."""
+
+    def write(body: str, name: str = "r") -> str:
+        folder = tmp_path / "recipes"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{name}.toml").write_text(
+            f'name = "{name}"\ndescription = ""\nmodel_types = ["qwen2"]\n{body}\n'
+        )
+        monkeypatch.setenv("EDGEQWEN_RECIPES_DIR", str(folder))
+        return name
+
+    return write
+
+
 @pytest.fixture(scope="module")
 def npu_bundles(tiny_models, tmp_path_factory):
     from tests.conftest import run_cli
@@ -108,15 +124,9 @@ def test_shim_runs_the_npu_bundle_on_cpu_and_refuses_overlong_prompts(npu_bundle
     assert f"takes at most {limit}" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_all_layers_int4_recipe_and_channel_wise_groups(cli, tiny_models, tmp_path, monkeypatch):
+def test_all_layers_int4_recipe_and_channel_wise_groups(cli, tiny_models, tmp_path, recipe):
     """A recipe asking for INT4 everywhere and channel-wise groups gets exactly that in the IR (on CPU device)."""
-    recipes = tmp_path / "recipes"
-    recipes.mkdir()
-    (recipes / "all4.toml").write_text(
-        'name = "all4"\ndescription = "all INT4"\nmodel_types = ["qwen2"]\n'
-        '[quantization]\nembeddings = "int4"\nlm_head = "int4"\nblock_size = -1\n'
-    )
-    monkeypatch.setenv("EDGEQWEN_RECIPES_DIR", str(recipes))
+    recipe('[quantization]\nembeddings = "int4"\nlm_head = "int4"\nblock_size = -1', name="all4")
     bundle = tmp_path / "b"
     result = cli("build", "--model", tiny_models["qwen2"], "--target", NPU, "--out", bundle, "--json",
                  "--eval-tokens", "128", "--max-mean-kld", "5", "--max-ppl-ratio", "5", "--min-top1-agreement", "0")
@@ -138,34 +148,21 @@ def test_all_layers_int4_recipe_and_channel_wise_groups(cli, tiny_models, tmp_pa
         ('embeddings = "int4"', "ties them to one matrix"),
     ],
 )
-def test_npu_refuses_what_it_cannot_run(cli, tiny_models, tmp_path, monkeypatch, recipe_quantization, message):
-    recipes = tmp_path / "recipes"
-    recipes.mkdir()
-    (recipes / "r.toml").write_text(
-        f'name = "r"\ndescription = ""\nmodel_types = ["qwen2"]\n[quantization]\n{recipe_quantization}\n'
-    )
-    monkeypatch.setenv("EDGEQWEN_RECIPES_DIR", str(recipes))
+def test_npu_refuses_what_it_cannot_run(cli, tiny_models, tmp_path, recipe, recipe_quantization, message):
+    recipe(f"[quantization]\n{recipe_quantization}")
     result = cli("build", "--model", tiny_models["qwen2"], "--target", NPU, "--out", tmp_path / "b")
     assert result.code == 2 and message in result.err and "Traceback" not in result.err
     assert not (tmp_path / "b").exists()
 
 
-def test_channel_wise_is_refused_for_onnx_runtime_targets(cli, tiny_models, tmp_path, monkeypatch):
-    recipes = tmp_path / "recipes"
-    recipes.mkdir()
-    (recipes / "r.toml").write_text('name = "r"\ndescription = ""\nmodel_types = ["qwen2"]\n'
-                                    "[quantization]\nblock_size = -1\n")
-    monkeypatch.setenv("EDGEQWEN_RECIPES_DIR", str(recipes))
+def test_channel_wise_is_refused_for_onnx_runtime_targets(cli, tiny_models, tmp_path, recipe):
+    recipe("[quantization]\nblock_size = -1")
     result = cli("build", "--model", tiny_models["qwen2"], "--target", "raspberry-pi-5", "--out", tmp_path / "b")
     assert result.code == 2 and "channel-wise) is an OpenVINO (NNCF) option" in result.err
 
 
-def test_bad_nncf_recipe_values_are_named(cli, tiny_models, tmp_path, monkeypatch):
-    recipes = tmp_path / "recipes"
-    recipes.mkdir()
-    (recipes / "r.toml").write_text('name = "r"\ndescription = ""\nmodel_types = ["qwen2"]\n'
-                                    '[nncf]\nratio = 1.5\nbackup_precision = "int3"\n')
-    monkeypatch.setenv("EDGEQWEN_RECIPES_DIR", str(recipes))
+def test_bad_nncf_recipe_values_are_named(cli, tiny_models, tmp_path, recipe):
+    recipe('[nncf]\nratio = 1.5\nbackup_precision = "int3"')
     result = cli("build", "--model", tiny_models["qwen2"], "--target", NPU, "--out", tmp_path / "b")
     assert result.code == 2 and "r.toml" in result.err
     assert "nncf.backup_precision = 'int3': expected one of 'int8_asym' | 'int8_sym' | 'none'" in result.err

@@ -261,10 +261,14 @@ def fit_prompt(runtime, system, turns, think, max_new_tokens, notice=None):
         turns[:] = turns[dropped:]
         if notice:
             notice(f"[dropped the oldest turn to stay within the {runtime.context_length}-token context]")
+    check_prompt_length(runtime, used)
+    return text, used
+
+
+def check_prompt_length(runtime, used):
     if used > runtime.max_prompt_tokens:
         raise ShimError(f"the prompt is {used} tokens; this bundle takes at most {runtime.max_prompt_tokens} "
                         f"(context {runtime.context_length} tokens)")
-    return text, used
 
 
 def run_once(args):
@@ -272,10 +276,7 @@ def run_once(args):
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if args.raw:
         text = prompt
-        used = runtime.count_tokens(text)
-        if used > runtime.max_prompt_tokens:
-            raise ShimError(f"the prompt is {used} tokens; this bundle takes at most {runtime.max_prompt_tokens} "
-                            f"(context {runtime.context_length} tokens)")
+        check_prompt_length(runtime, runtime.count_tokens(text))
     else:
         text, _ = fit_prompt(runtime, args.system, [{"role": "user", "content": prompt}], args.think,
                              args.max_new_tokens)
