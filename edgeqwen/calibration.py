@@ -1,4 +1,4 @@
-"""Calibration text for data-aware quantization (NNCF's AWQ and scale estimation).
+"""Calibration text for data-aware quantization (NNCF's AWQ, scale estimation and GPTQ; Olive's GPTQ).
 
 It comes from the corpus the project ships (the train split, never the
 held-out split the drift gate measures on) or from a user's file; never from a
@@ -25,7 +25,7 @@ class CalibrationText:
     samples: tuple[str, ...]
 
 
-def calibration_text(samples: int, path: Path | None = None) -> CalibrationText:
+def calibration_text(samples: int, path: Path | str | None = None) -> CalibrationText:
     data = load_eval_data(path, option="--calib-data", default=DEFAULT_CALIBRATION_FILE)
     texts = []
     for record in data.records:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from edgeqwen.errors import PlanError
@@ -52,11 +53,21 @@ class NncfOptions:
     backup_precision: BackupPrecision = "int8_asym"  # NNCF's own default
     awq: bool = False
     scale_estimation: bool = False
+    gptq: bool = False
     calibration_samples: int = 64
 
     @property
     def data_aware(self) -> bool:
-        return self.awq or self.scale_estimation or self.ratio < 1.0
+        return self.awq or self.scale_estimation or self.gptq or self.ratio < 1.0
+
+
+@dataclass(frozen=True)
+class CalibrationRef:
+    """The calibration text a data-aware plan is fitted on: named and hashed in the plan, read at conversion."""
+
+    source: str  # "edgeqwen corpus (train split)" or the user's file name: no machine paths in a plan
+    sha256: str
+    path: Optional[str] = field(default=None, compare=False, metadata={"internal": True})  # None: the shipped corpus
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class BuildPlan:
     memory_budget_mb: int
     drift: DriftBudget
     nncf: Optional[NncfOptions] = None  # set for OpenVINO targets
+    calibration: Optional[CalibrationRef] = None  # set when the quantization is fitted on text
     plan_version: int = PLAN_VERSION
 
     def to_dict(self) -> dict:
@@ -139,6 +151,7 @@ def resolve_plan(
     precision: Optional[str] = None,
     context_length: Optional[int] = None,
     drift_overrides: Optional[dict] = None,
+    calib_data: Optional[Path] = None,
 ) -> BuildPlan:
     """Precedence, lowest first: target profile, recipe, command line."""
     model = model_ref(source)
@@ -153,6 +166,8 @@ def resolve_plan(
     drift_values = dataclasses.asdict(target.drift)
     drift_values.update({k: v for k, v in dataclasses.asdict(recipe.drift).items() if v is not None})
     drift_values.update({k: v for k, v in (drift_overrides or {}).items() if v is not None})
+    nncf = resolve_nncf(recipe) if target.runtime.engine == "openvino" else None
+    fitted = quantization.algorithm == "gptq" or (nncf is not None and nncf.data_aware)
     return BuildPlan(
         model=model,
         target=target.name,
@@ -164,8 +179,18 @@ def resolve_plan(
         context_length=context,
         memory_budget_mb=target.limits.memory_budget_mb,
         drift=DriftBudget(**drift_values),
-        nncf=resolve_nncf(recipe) if target.runtime.engine == "openvino" else None,
+        nncf=nncf,
+        calibration=calibration_ref(calib_data) if fitted else None,
     )
+
+
+def calibration_ref(path: Optional[Path]) -> CalibrationRef:
+    """Read (and so validate) the calibration file now, so a bad --calib-data fails before any work."""
+    from edgeqwen.calibration import DEFAULT_CALIBRATION_FILE
+    from edgeqwen.drift.evaldata import load_eval_data
+
+    data = load_eval_data(path, option="--calib-data", default=DEFAULT_CALIBRATION_FILE)
+    return CalibrationRef(source=data.source, sha256=data.sha256, path=str(path) if path else None)
 
 
 def resolve_nncf(recipe: Recipe) -> NncfOptions:

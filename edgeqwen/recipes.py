@@ -28,7 +28,7 @@ class QuantizationOverrides:
     accuracy_level: Optional[int] = None
     embeddings: Optional[TablePrecision] = None
     lm_head: Optional[TablePrecision] = None
-    algorithm: Optional[Literal["rtn", "k_quant"]] = None
+    algorithm: Optional[Literal["rtn", "k_quant", "gptq"]] = None
     # An upper bound rather than a value: a family that needs fine blocks keeps a target's finer choice.
     max_block_size: Optional[int] = None
 
@@ -47,6 +47,7 @@ class NncfOverrides:
     backup_precision: Optional[BackupPrecision] = None  # embeddings, lm_head and the (1 - ratio) share
     awq: Optional[bool] = None  # activation-aware scaling, fitted on the calibration text
     scale_estimation: Optional[bool] = None  # scales fitted to minimise each layer's output error
+    gptq: Optional[bool] = None  # GPTQ: each layer's rounding error compensated on the calibration text
     calibration_samples: Optional[int] = None
 
     def __post_init__(self):

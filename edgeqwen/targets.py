@@ -73,7 +73,9 @@ class Quantization:
     accuracy_level: int
     embeddings: TablePrecision
     lm_head: TablePrecision
-    algorithm: Literal["rtn", "k_quant"] = "rtn"
+    # rtn / k_quant: the ONNX Runtime GenAI builder's own; gptq: Olive's GPTQ pass on the checkpoint first,
+    # fitted on calibration text (ONNX Runtime targets; OpenVINO's GPTQ is the [nncf] gptq option).
+    algorithm: Literal["rtn", "k_quant", "gptq"] = "rtn"
 
     def __post_init__(self):
         if self.block_size not in BLOCK_SIZES + (CHANNEL_WISE,):

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import onnx
 import pytest
 
 
@@ -47,6 +48,7 @@ def test_rungs_are_read_from_recipes_and_ordered_by_estimated_size(cli, tmp_path
     assert "35641" in npu[-1]["skipped"]
 
 
+@pytest.mark.slow  # builds three or four rungs, GPTQ among them
 def test_a_tight_budget_climbs_past_plain_int4(cli, tmp_path):
     out = tmp_path / "tight"
     result = cli("build", "--target", "raspberry-pi-5", "--out", out, "--eval-tokens", "256", "--json",
@@ -89,3 +91,33 @@ def test_a_rung_can_be_built_on_its_own_awq_end_to_end(cli, tiny_models, tmp_pat
     assert nncf["quant_method"] == "awq" and nncf["scale_estimation"] is True and nncf["num_samples"] == 32
     assert manifest["engine"]["calibration"]["source"] == "edgeqwen corpus (train split)"
     assert manifest["plan"]["recipe"] == "qwen3+nncf-int4-awq" and manifest["quality"]["mode"] == "fixed"
+
+
+def test_gptq_rung_end_to_end_with_user_calibration_text(cli, tiny_models, tmp_path):
+    """Olive's GPTQ pass before ModelBuilder, fitted on the user's --calib-data, on a tiny Qwen2."""
+    from edgeqwen.drift.evaldata import load_eval_data
+
+    calib = tmp_path / "my_domain.txt"
+    calib.write_text("\n\n".join(r["text"] for r in load_eval_data().records if "text" in r))
+    out = tmp_path / "gptq"
+    result = cli("build", "--model", tiny_models["qwen2"], "--target", "x86-64-laptop", "--out", out,
+                 "--rung", "int4-gptq", "--calib-data", calib, "--eval-tokens", "128", "--json")
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["plan"]["quantization"]["algorithm"] == "gptq"
+    assert manifest["plan"]["calibration"] == {"source": "my_domain.txt", "sha256": load_eval_data(calib).sha256}
+    assert [p["type"] for p in manifest["engine"]["olive_passes"]] == ["Gptq", "ModelBuilder"]
+    assert manifest["engine"]["calibration"]["source"] == "my_domain.txt"
+    assert manifest["engine"]["graph_repairs"]["shared_embedding"] is True
+    graph = onnx.load(out / "model.onnx", load_external_data=False).graph
+    quantized = [n.name for n in graph.node if n.op_type == "MatMulNBits"]
+    # GPTQ's layers arrive already quantized (named by the builder's quantized-model path), the lm_head by RTN.
+    assert any(name.startswith("/model/layers.") for name in quantized) and len(quantized) > 4
+    assert manifest["drift"]["passed"] is True
+
+
+def test_bad_calibration_file_is_refused_before_any_work(cli, tmp_path):
+    missing = cli("build", "--target", "x86-64-laptop", "--rung", "int4-gptq", "--calib-data", tmp_path / "no.jsonl",
+                  "--out", tmp_path / "b")
+    assert missing.code == 2 and "--calib-data" in missing.err and "no.jsonl" in missing.err
+    assert not (tmp_path / "b").exists()

@@ -9,9 +9,12 @@ from typing import Callable
 
 
 def run_logged(command: list[str], log_path: Path, env: dict, on_line: Callable[[str], None]) -> int:
-    """Run `command`, copy its output to `log_path`, hand each line to `on_line`; return the exit status."""
+    """Run `command` in the log's folder, copy its output to `log_path`, hand each line to `on_line`; return the
+    exit status. (The folder matters: Olive resolves bare config values that name a folder in its working
+    directory as paths, so a user's folder called `int4` would otherwise change the workflow.)"""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                   cwd=log_path.parent)
         try:
             for line in process.stdout:
                 log.write(line)

@@ -54,6 +54,11 @@ def check_supported(plan: BuildPlan) -> None:
         )
     if q.embeddings == "int4" and q.weights != "int4":
         raise PlanError("embeddings = 'int4' needs weights = 'int4' (NNCF's all_layers)")
+    if q.algorithm != "rtn":
+        raise PlanError(
+            f"algorithm = {q.algorithm!r} is an ONNX Runtime GenAI option; OpenVINO targets are compressed by NNCF, "
+            "whose data-aware methods are the recipe's [nncf] options (awq, scale_estimation, gptq)"
+        )
     if q.embeddings == "float" and plan.nncf.ratio < 1.0:
         raise PlanError("embeddings = 'float' keeps the backup precision at float, so [nncf] ratio must be 1.0")
     if plan.nncf.ratio < 1.0 and plan.nncf.backup_precision == "none" and q.embeddings != "float":
@@ -108,6 +113,7 @@ def quantization_config(plan: BuildPlan, calibration: list[str] | None = None) -
         config.update(
             quant_method="awq" if nncf.awq else "default",
             scale_estimation=nncf.scale_estimation,
+            gptq=nncf.gptq,
             num_samples=nncf.calibration_samples,
             dataset=calibration if calibration is not None else f"<{nncf.calibration_samples} calibration texts>",
         )
@@ -125,19 +131,20 @@ def engine_config(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
 
 
 def calibration_for(plan: BuildPlan):
-    return calibration_text(plan.nncf.calibration_samples) if plan.nncf.data_aware else None
+    if plan.calibration is None:
+        return None
+    return calibration_text(plan.nncf.calibration_samples, plan.calibration.path)
 
 
 def conversion_key_parts(plan: BuildPlan) -> dict:
     m = plan.model
-    calibration = calibration_for(plan)
     return {
         "engine": ENGINE,
         "code_sha256": source_sha256(*(Path(__file__).with_name(name) for name in CODE_FILES)),
         "device": plan.device,
         "quantization": to_dict(plan.quantization),
         "nncf": to_dict(plan.nncf),
-        "calibration_sha256": calibration.sha256 if calibration else None,
+        "calibration_sha256": plan.calibration.sha256 if plan.calibration else None,
         "model": {"weights_sha256": m.weights_sha256, "model_type": m.model_type, "tied": m.tied_embeddings},
     }
 

@@ -3,7 +3,10 @@
     plan  ->  olive_workflow(plan)  ->  `python -m olive run`  ->  graph repairs  ->  runtime files
 
 INT4 goes straight through the ModelBuilder pass, which quantizes every MatMul
-(lm_head included) with the builder's RTN or k-quant algorithm. INT8 exports
+(lm_head included) with the builder's RTN or k-quant algorithm. With the GPTQ
+algorithm, Olive's own GPTQ pass first quantizes the decoder layers of the
+checkpoint, fitted on calibration text, and ModelBuilder takes its INT4 weights
+as they are (quantizing only the lm_head, by RTN). INT8 exports
 fp32 with ModelBuilder and quantizes with Olive's block-wise RTN pass at 8 bits,
 because the builder has no INT8 mode. fp32 (CPU) and fp16 (CUDA) are plain
 ModelBuilder exports. In every case the lm_head is pruned to the last token
@@ -29,6 +32,7 @@ from tqdm import tqdm
 from edgeqwen.backends import onnx_fixups
 from edgeqwen.backends.child import run_logged, tail
 from edgeqwen.cache import source_sha256
+from edgeqwen.calibration import calibration_text
 from edgeqwen.errors import BuildError, PlanError
 from edgeqwen.plan import BuildPlan
 from edgeqwen.schema import to_dict
@@ -40,12 +44,16 @@ LM_HEAD_MATMUL = "/lm_head/MatMul"
 # What a bundle needs from Olive's output folder; everything else there is Olive's bookkeeping.
 RUNTIME_FILES = ("genai_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 MODEL_FILE, MODEL_DATA_FILE = "model.onnx", "model.onnx.data"
+CALIBRATION_FILE = "calibration.jsonl"
+# GPTQ calibration: 32 blocks of 512 tokens (16k tokens) from the calibration text. Enough for a stable
+# per-layer Hessian on 0.5B-1.7B models while keeping the pass to minutes on a laptop CPU.
+GPTQ_BLOCKS, GPTQ_BLOCK_TOKENS, GPTQ_TEXTS = 32, 512, 512
 
 
 def int4_algorithm(plan: BuildPlan) -> str:
     """The builder's `int4_algo_config`: RTN or k-quant, with an INT8 lm_head when the plan asks for one."""
     q = plan.quantization
-    base = q.algorithm
+    base = "rtn" if q.algorithm == "gptq" else q.algorithm  # after GPTQ only the lm_head is left, for RTN
     if q.lm_head == "int8":
         return f"{base}_last"
     return base
@@ -74,6 +82,8 @@ def check_supported(plan: BuildPlan) -> None:
         )
     if q.weights == "int8" and q.lm_head == "int4":
         raise PlanError("weights = 'int8' with lm_head = 'int4': the lm_head cannot be coarser than the weights")
+    if q.algorithm == "gptq" and q.weights != "int4":
+        raise PlanError(f"algorithm = 'gptq' with weights = {q.weights!r}: Olive's GPTQ pass is used for INT4 only")
 
 
 def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
@@ -81,7 +91,13 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     check_supported(plan)
     q = plan.quantization
     builder: dict = {"type": "ModelBuilder", "extra_options": {"prune_lm_head": True}}
-    passes: dict = {"builder": builder}
+    passes: dict = {}
+    extra: dict = {}
+    if q.algorithm == "gptq":  # passes run in the order written: GPTQ on the checkpoint, then the builder
+        passes["gptq"] = {"type": "Gptq", "bits": 4, "group_size": q.block_size, "sym": q.symmetric,
+                          "data_config": "calibration"}
+        extra["data_configs"] = [gptq_data_config(model_dir, work_dir)]
+    passes["builder"] = builder
     if q.weights == "int4":
         builder.update(
             precision="int4",
@@ -111,6 +127,7 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     device = "gpu" if plan.device == "cuda" else "cpu"
     return {
         "input_model": {"type": "HfModel", "model_path": str(model_dir)},
+        **extra,
         "systems": {
             "local_system": {
                 "type": "LocalSystem",
@@ -124,6 +141,31 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
         "output_dir": str(work_dir / "olive-output"),
         "log_severity_level": 1,
     }
+
+
+def gptq_data_config(model_dir: Path, work_dir: Path) -> dict:
+    """Olive's data config for GPTQ: our own loader over the calibration texts `convert` writes."""
+    return {
+        "name": "calibration",
+        "type": "DataContainer",
+        "user_script": str(Path(__file__).with_name("olive_calibration.py")),
+        "load_dataset_config": {"type": "edgeqwen_calibration", "data_files": str(work_dir / CALIBRATION_FILE),
+                                "model_name": str(model_dir), "max_seq_len": GPTQ_BLOCK_TOKENS,
+                                "max_samples": GPTQ_BLOCKS},
+        "dataloader_config": {"batch_size": 1},
+    }
+
+
+def write_calibration(plan: BuildPlan, work_dir: Path) -> dict | None:
+    """The calibration texts for GPTQ as JSONL in the work folder; facts for the manifest."""
+    if plan.calibration is None:
+        return None
+    calibration = calibration_text(GPTQ_TEXTS, plan.calibration.path)
+    with open(work_dir / CALIBRATION_FILE, "w", encoding="utf-8") as out:
+        for text in calibration.samples:
+            out.write(json.dumps({"text": text}) + "\n")
+    return {"source": calibration.source, "sha256": calibration.sha256, "texts": len(calibration.samples),
+            "blocks": f"up to {GPTQ_BLOCKS} x {GPTQ_BLOCK_TOKENS} tokens"}
 
 
 def engine_config(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
@@ -185,9 +227,11 @@ def conversion_key_parts(plan: BuildPlan) -> dict:
     m = plan.model
     return {
         "engine": ENGINE,
-        "code_sha256": source_sha256(Path(__file__), Path(onnx_fixups.__file__), Path(__file__).with_name("child.py")),
+        "code_sha256": source_sha256(Path(__file__), Path(onnx_fixups.__file__), Path(__file__).with_name("child.py"),
+                                     Path(__file__).with_name("olive_calibration.py")),
         "device": plan.device,
         "quantization": to_dict(plan.quantization),
+        "calibration_sha256": plan.calibration.sha256 if plan.calibration else None,
         "model": {"weights_sha256": m.weights_sha256, "model_type": m.model_type, "tied": m.tied_embeddings},
     }
 
@@ -198,6 +242,7 @@ def convert(plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> 
     Writes the model, tokenizer and Olive's genai_config; `finalize` then applies the target's settings.
     """
     config = olive_workflow(plan, model_dir, work_dir)
+    calibration = write_calibration(plan, work_dir)
     olive_output = run_olive(config, work_dir)
     repairs = finish_model(plan, olive_output, out_dir)
     for name in RUNTIME_FILES:
@@ -205,7 +250,10 @@ def convert(plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> 
         if source.is_file():
             shutil.copyfile(source, out_dir / name)
     add_generation_end_tokens(model_dir, out_dir)
-    return {"olive_passes": list(config["passes"].values()), "graph_repairs": repairs}
+    facts = {"olive_passes": list(config["passes"].values()), "graph_repairs": repairs}
+    if calibration:
+        facts["calibration"] = calibration
+    return facts
 
 
 def add_generation_end_tokens(model_dir: Path, out_dir: Path) -> None:
