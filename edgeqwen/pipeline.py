@@ -23,6 +23,9 @@ from typing import Optional
 from tqdm import tqdm
 
 from edgeqwen.backends import backend_for, runtime_requirement
+from edgeqwen.bench.bandwidth import decode_ceiling
+from edgeqwen.bench.predict import prediction_line
+from edgeqwen.bench.traffic import bytes_per_token
 from edgeqwen.bundle import manifest as manifest_format
 from edgeqwen.bundle.readme import device_readme
 from edgeqwen.bundle.writer import StagedBundle
@@ -60,6 +63,8 @@ class BuildRequest:
     quality: str = "fixed"  # "auto": edgeqwen.ladder tries rungs; each attempt is a fixed build of one rung
     rung: Optional[str] = None  # a rung of recipes/rungs/ on top of the recipe
     quality_trail: tuple = ()  # the rows of the rungs tried before this one (auto mode)
+    skip_drift: bool = False  # random-weight benchmark models only: no drift measured, and the manifest says so
+    calib_data: Optional[Path] = None  # None: the train split of the shipped corpus
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ class BuildResult:
             "size_ratio_vs_fp16": round(self.manifest["bundle_bytes"] / fp16_checkpoint_bytes(source), 4),
             "model_file_ratio_vs_fp16": round(model_file_bytes(self.manifest) / fp16_checkpoint_bytes(source), 4),
             "memory_estimate": self.resolved.memory.to_dict(),
-            "drift": {"passed": self.drift["passed"], **self.drift["summary"]},
+            "drift": {"skipped": True} if self.drift.get("skipped") else {"passed": self.drift["passed"], **self.drift["summary"]},
             "quality": quality_with_times(self.drift["quality"], self.rung_seconds),
             "cache_hit": self.cache_hit,
             "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
@@ -118,6 +123,7 @@ class BuildResult:
             f"{d['model_file_ratio_vs_fp16']:.0%}, the rest is the tokenizer\n"
             f"  drift    {drift_line(self.drift)}\n"
             f"{quality_lines(self.drift['quality'], self.rung_seconds)}"
+            f"{speed_line(self.manifest, self.resolved.plan.device)}"
             f"  memory   ~{d['memory_estimate']['total_mb']:.0f} MB at {d['memory_estimate']['context_length']} "
             f"tokens of the target's {d['memory_estimate']['budget_mb']:.0f} MB budget\n"
             f"  run it   {run}\n"
@@ -125,7 +131,16 @@ class BuildResult:
         )
 
 
+def speed_line(manifest: dict, device: str) -> str:
+    speed = manifest.get("speed")
+    if speed is None:  # a bundle cached before speed facts were recorded
+        return ""
+    return f"  speed    {prediction_line(speed['bytes_per_token'], speed['target_bandwidth_gbps'], device)}\n"
+
+
 def drift_line(report: dict) -> str:
+    if report.get("skipped"):
+        return f"SKIPPED ({report['reason']})"
     s = report["summary"]
     return (
         f"{'passed' if report['passed'] else 'FAILED'}: mean KLD {s['mean_kld']:.4f}, top-1 agreement "
@@ -179,7 +194,8 @@ def resolve(request: BuildRequest, shared: "SharedWork | None" = None) -> Resolv
         from edgeqwen.ladder import apply_rung, load_rung
 
         recipe = apply_rung(recipe, load_rung(request.rung))
-    plan = resolve_plan(source, target, recipe, request.precision, request.context_length, request.drift_overrides)
+    plan = resolve_plan(source, target, recipe, request.precision, request.context_length, request.drift_overrides,
+                        request.calib_data)
     backend_for(plan.engine).check_supported(plan)  # what the engine or device cannot run, before the fit check
     memory = check_fit(plan)
     destination = request.out or default_destination(source, target)
@@ -212,6 +228,7 @@ def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest) -> str:
         eval_data=load_eval_data(request.eval_data).sha256,
         eval_tokens=request.eval_tokens,
         quality={"mode": request.quality, "trail": list(request.quality_trail)},  # both land in drift.json
+        skip_drift=request.skip_drift,
     )
 
 
@@ -272,7 +289,7 @@ def fresh_build(resolved, request, staging, cache, shared, timings) -> tuple[str
 
         started = time.monotonic()
         stages.set_postfix_str("drift")
-        drift = gate_drift(resolved, staging, request, shared)
+        drift = skipped_drift(request) if request.skip_drift else gate_drift(resolved, staging, request, shared)
         timings["drift"] = time.monotonic() - started
         stages.update(1)
 
@@ -334,6 +351,15 @@ def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, sh
     raise error
 
 
+SKIP_DRIFT_REASON = "--skip-drift: accuracy not measured; for random-weight benchmark models only"
+
+
+def skipped_drift(request: BuildRequest) -> dict:
+    """The stand-in for a drift report when the gate was skipped: it says so, and nothing else."""
+    return {"skipped": True, "reason": SKIP_DRIFT_REASON, "passed": None,
+            "quality": {"mode": request.quality, "chosen": request.rung, "tried": []}}
+
+
 def quality_row(resolved: ResolvedBuild, request: BuildRequest, report: dict, staging: Path) -> dict:
     """One line of the quality table: what this build is, its size and drift (no times: bundles stay reproducible)."""
     s, plan = report["summary"], resolved.plan.to_dict()
@@ -348,6 +374,26 @@ def quality_row(resolved: ResolvedBuild, request: BuildRequest, report: dict, st
         "ppl_ratio": s["ppl_ratio"],
         "top1_agreement": s["top1_agreement"],
         "misses": report["miss_descriptions"],
+    }
+
+
+def speed_facts(staging: Path, target: TargetProfile) -> dict:
+    """Weights read per decoded token, and the decode ceiling that sets on the target's memory bandwidth."""
+    per_token = bytes_per_token(staging)
+    bandwidth = target.hardware.memory_bandwidth_gbps
+    return {"bytes_per_token": per_token, "target_bandwidth_gbps": bandwidth,
+            "decode_ceiling_tok_s": round(decode_ceiling(bandwidth * 1e9, per_token), 1)}
+
+
+def drift_facts(drift: dict) -> dict:
+    if drift.get("skipped"):
+        return {"skipped": True, "reason": drift["reason"]}
+    return {
+        "passed": drift["passed"],
+        "summary": drift["summary"],
+        "budget": drift["budget"],
+        "eval_data_sha256": drift["eval_data"]["sha256"],
+        "report": list(REPORT_FILES),
     }
 
 
@@ -376,13 +422,8 @@ def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, dri
         "runtime": {"engine": plan.engine, "device": plan.device, "requirement": requirement},
         "memory_estimate": resolved.memory.to_dict(),
         "quality": drift["quality"],
-        "drift": {
-            "passed": drift["passed"],
-            "summary": drift["summary"],
-            "budget": drift["budget"],
-            "eval_data_sha256": drift["eval_data"]["sha256"],
-            "report": list(REPORT_FILES),
-        },
+        "drift": drift_facts(drift),
+        "speed": speed_facts(staging, target),
         "engine": engine_facts,
         "tools": manifest_format.tool_versions(),
     }

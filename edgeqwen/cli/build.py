@@ -56,6 +56,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-ppl-ratio", type=float, help="drift budget: bundle/reference perplexity at most this")
     parser.add_argument("--max-mean-kld", type=float, help="drift budget: mean KL divergence at most this (nats)")
     parser.add_argument("--min-top1-agreement", type=float, help="drift budget: top-1 agreement at least this (0..1)")
+    parser.add_argument("--calib-data", type=Path,
+                        help="calibration text for the GPTQ / AWQ rungs: .txt, or .jsonl of {\"text\"} / {\"messages\"} "
+                             "(default: the train split of the shipped corpus)")
+    parser.add_argument("--skip-drift", action="store_true",
+                        help="do not measure drift (implies --quality fixed): only for random-weight benchmark models, "
+                             "whose accuracy means nothing; the manifest records that the gate was skipped")
     parser.add_argument("--json", action="store_true", help="print a machine-readable result")
     parser.set_defaults(handler=handle)
 
@@ -81,6 +87,8 @@ def make_request(args, target: str, out: Path | None) -> pipeline.BuildRequest:
         eval_tokens=args.eval_tokens,
         rung=args.rung,
         quality=quality_mode(args),
+        skip_drift=args.skip_drift,
+        calib_data=args.calib_data,
         drift_overrides={
             "max_ppl_ratio": args.max_ppl_ratio,
             "max_mean_kld": args.max_mean_kld,
@@ -90,7 +98,7 @@ def make_request(args, target: str, out: Path | None) -> pipeline.BuildRequest:
 
 
 def quality_mode(args) -> str:
-    return "fixed" if args.precision or args.rung else args.quality
+    return "fixed" if args.precision or args.rung or args.skip_drift else args.quality
 
 
 def run_build(args, request, cache, shared=None) -> pipeline.BuildResult:
@@ -173,7 +181,10 @@ def summary_table(rows: list[dict]) -> str:
     header = ("target", "status", "size MB", "drift", "mean KLD", "top-1", "cache", "seconds")
     lines = [header]
     for r in rows:
-        if r["status"] == "ok":
+        if r["status"] == "ok" and r["drift"].get("skipped"):
+            lines.append((r["target"], "ok", f"{r['bundle_bytes'] / 2**20:.1f}", "skipped", "-", "-", r["cache_hit"],
+                          f"{r['seconds']['total']:.0f}"))
+        elif r["status"] == "ok":
             drift = r["drift"]
             lines.append((r["target"], "ok", f"{r['bundle_bytes'] / 2**20:.1f}",
                           "passed" if drift["passed"] else "FAILED", f"{drift['mean_kld']:.4f}",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgeqwen.bench.predict import predict_decode
+from edgeqwen.models import resolve_model
 from edgeqwen.schema import to_dict
+from edgeqwen.shapes import shape_names, shape_source
 from edgeqwen.targets import load_all_targets, load_target
 
 EXAMPLES = """Examples:
@@ -30,7 +33,10 @@ def handle(args) -> int:
         if not args.name:
             raise SystemExit("edgeqwen targets show: name a target, e.g. `edgeqwen targets show raspberry-pi-5`")
         profile = load_target(args.name)
-        print(json.dumps(to_dict(profile), indent=2) if args.json else format_profile(profile))
+        if args.json:
+            print(json.dumps({**to_dict(profile), "decode_predictions": decode_predictions(profile)}, indent=2))
+        else:
+            print(format_profile(profile))
         return 0
     profiles = load_all_targets()
     if args.json:
@@ -66,4 +72,31 @@ def format_profile(p) -> str:
     for section in ("hardware", "runtime", "quantization", "limits", "drift"):
         lines.append(f"  [{section}]")
         lines.extend(f"    {key} = {value}" for key, value in data[section].items())
+    lines.append("  decode speed (memory-bandwidth bound; `edgeqwen bench BUNDLE` measures a built one):")
+    for row in decode_predictions(p):
+        lines.append(
+            f"    {row['model']:<32} {row['parameters'] / 1e6:>6.0f}M params  {row['mb_per_token']:>7.1f} MB/token  "
+            f"ceiling {row['ceiling_tok_s']:>6.1f} tok/s" + predicted_text(row)
+        )
     return "\n".join(lines)
+
+
+def predicted_text(row: dict) -> str:
+    return f"  predicted ~{row['predicted_tok_s']:.1f} tok/s" if row["predicted_tok_s"] else ""
+
+
+def decode_predictions(profile) -> list[dict]:
+    """The shipped demo model and the published Qwen shapes, planned for this target."""
+    sources = [resolve_model(None)] + [shape_source(name) for name in shape_names()]
+    rows = []
+    for source in sources:
+        prediction = predict_decode(source, profile)
+        if prediction is not None:
+            rows.append({
+                "model": prediction.model_id,
+                "parameters": prediction.parameters,
+                "mb_per_token": round(prediction.bytes_per_token / 2**20, 1),
+                "ceiling_tok_s": round(prediction.ceiling_tok_s, 1),
+                "predicted_tok_s": round(prediction.predicted_tok_s, 1) if prediction.predicted_tok_s else None,
+            })
+    return rows

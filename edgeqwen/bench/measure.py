@@ -1,0 +1,150 @@
+"""Benchmark one model folder: the worker's timed runs, summarised next to the roofline.
+
+Any folder the worker can run is accepted (an edgeqwen bundle, a stock ONNX Runtime GenAI or
+OpenVINO export, a Hugging Face checkpoint), so the side-by-side benchmark compares like with like.
+Every contender gets the same prompts: consecutive slices of real text from the shipped corpus in
+Qwen's tokenizer (shared by Qwen2.5 and Qwen3), a different one per run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgeqwen.bench.bandwidth import decode_ceiling
+from edgeqwen.bench.traffic import bytes_per_token, folder_kind
+from edgeqwen.demo.assets import tokenizer_source_dir
+from edgeqwen.drift.evaldata import load_eval_data
+from edgeqwen.errors import EdgeqwenError
+
+MODEL_FILE_SUFFIXES = (".onnx", ".onnx.data", ".bin", ".safetensors")
+
+
+class BenchError(EdgeqwenError):
+    """A benchmark could not run: the folder, the options or the runtime failed."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values))
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    folder: str
+    kind: str
+    prompt_tokens: int
+    new_tokens: int
+    threads: int
+    runs: int
+    ttft_s: Spread
+    prefill_tok_s: Spread
+    decode_tok_s: Spread
+    peak_rss_bytes: int
+    folder_bytes: int
+    model_bytes: int
+    bytes_per_token: int
+
+    def roofline(self, bandwidth: float) -> float:
+        return decode_ceiling(bandwidth, self.bytes_per_token)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prompts(count: int, length: int) -> list[list[int]]:
+    """`count` different prompts of `length` tokens each (the corpus repeats if it runs out)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_source_dir() / "tokenizer.json"))
+    text = "\n\n".join(r.get("text", "") for r in load_eval_data().records)
+    ids = tokenizer.encode(text).ids
+    ids = ids * (count * length // len(ids) + 1)
+    return [ids[i * length : (i + 1) * length] for i in range(count)]
+
+
+def folder_sizes(folder: Path) -> tuple[int, int]:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    model = [p for p in files if p.name.endswith(MODEL_FILE_SUFFIXES) and "tokenizer" not in p.name]
+    return sum(p.stat().st_size for p in files), sum(p.stat().st_size for p in model)
+
+
+def bench_folder(folder: Path, prompt_tokens: int, new_tokens: int, runs: int, threads: int | None = None) -> BenchResult:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BenchError(f"{folder}: no such folder; give a bundle folder, e.g. bundles/demo-qwen3-4l-h128-raspberry-pi-5")
+    for name, value, low in (("--prompt-tokens", prompt_tokens, 1), ("--new-tokens", new_tokens, 2), ("--runs", runs, 1)):
+        if value < low:
+            raise BenchError(f"{name} {value}: must be at least {low}")
+    try:
+        kind = folder_kind(folder)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+    threads = threads or os.cpu_count() or 1
+    spec = {"folder": str(folder.resolve()), "kind": kind, "prompts": prompts(runs + 1, prompt_tokens),
+            "new_tokens": new_tokens, "threads": threads}
+    measured = run_worker(spec)
+    runs_ = measured["runs"]
+    total_bytes, model_bytes = folder_sizes(folder)
+    return BenchResult(
+        folder=str(folder),
+        kind=kind,
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        threads=threads,
+        runs=runs,
+        ttft_s=Spread.of([r["ttft_s"] for r in runs_]),
+        prefill_tok_s=Spread.of([prompt_tokens / r["ttft_s"] for r in runs_]),
+        decode_tok_s=Spread.of([r["decode_tokens"] / r["decode_s"] for r in runs_]),
+        peak_rss_bytes=measured["peak_rss_bytes"],
+        folder_bytes=total_bytes,
+        model_bytes=model_bytes,
+        bytes_per_token=bytes_per_token(folder),
+    )
+
+
+def run_worker(spec: dict) -> dict:
+    with tempfile.TemporaryDirectory(prefix="edgeqwen-bench-") as scratch:
+        spec_path = Path(scratch) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        done = subprocess.run([sys.executable, "-m", "edgeqwen.bench.worker", str(spec_path)], check=False,
+                              capture_output=True, text=True)
+    if done.returncode != 0:
+        last = "\n".join(done.stderr.strip().splitlines()[-8:])
+        raise BenchError(f"benchmarking {spec['folder']} ({spec['kind']}) failed:\n{last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def speed_report(result: BenchResult, host_bandwidth: float, target=None) -> dict:
+    """The result with its roofline here and, for a bundle, the decode rate to expect on its target.
+
+    The prediction scales the target's decode ceiling (its profile's memory bandwidth over the same
+    bytes per token) by the fraction of the ceiling this host achieved: same runtime, same kernels'
+    efficiency, different memory. It says nothing about a target whose compute, not memory, is the limit.
+    """
+    ceiling = result.roofline(host_bandwidth)
+    achieved = result.decode_tok_s.median / ceiling if ceiling else 0.0
+    report = {**result.to_dict(), "host_bandwidth_gbps": host_bandwidth / 1e9, "roofline_tok_s": ceiling,
+              "roofline_fraction": achieved}
+    if target is not None:
+        target_ceiling = decode_ceiling(target.hardware.memory_bandwidth_gbps * 1e9, result.bytes_per_token)
+        # This host's CPU efficiency transfers to a CPU target only; an NPU or GPU runs other kernels.
+        predicted = target_ceiling * achieved if target.runtime.device == "cpu" else None
+        report["target"] = {"name": target.name, "device": target.runtime.device,
+                            "memory_bandwidth_gbps": target.hardware.memory_bandwidth_gbps,
+                            "roofline_tok_s": target_ceiling, "predicted_decode_tok_s": predicted}
+    return report
