@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DEMO_BUNDLE := bundles/demo-qwen3-4l-h128-raspberry-pi-5
 DEMO_PROMPT := What does os.path.join do?
 
-.PHONY: setup demo test test-slow
+.PHONY: setup demo test test-slow bench
 setup: $(VENV)/.installed
 
 # torch and torchvision are pinned in pyproject.toml to the builds pip finds on this machine's disk.
@@ -28,3 +28,7 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
+
+# Not a test: the side-by-side speed benchmark (benchmarks/RESULTS.md), about 30 minutes on 2 cores.
+bench: setup
+	$(BIN)/python benchmarks/side_by_side.py

@@ -17,6 +17,7 @@ otherwise identical bundles differ).
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Optional
 
 from edgeqwen.errors import FitError, PlanError, RecipeError
 from edgeqwen.recipes import NncfOverrides, QuantizationOverrides, Recipe, recipes_dir
-from edgeqwen.schema import load_named
+from edgeqwen.schema import load_named, to_dict
 from edgeqwen.targets import Engine
 
 MB = 1024 * 1024
@@ -95,9 +96,28 @@ def candidates(request, shared) -> list[Candidate]:
         raise PlanError(f"no rung in {rungs_dir()} applies to engine {engine!r} and model_type {model_type!r}"
                         + "".join(f"\n  - {c.rung.name}: {c.reason}" for c in found)
                         + "\nuse --quality fixed to build the target's own recipe")
-    return sorted(found, key=lambda c: (c.resolved is None,
-                                        c.resolved.memory.weights_bytes if c.resolved else 0,
-                                        c.rung.effort, c.rung.name))
+    ordered = sorted(found, key=lambda c: (c.resolved is None,
+                                           c.resolved.memory.weights_bytes if c.resolved else 0,
+                                           c.rung.effort, c.rung.name))
+    return without_repeats(ordered)
+
+
+def without_repeats(ordered: list[Candidate]) -> list[Candidate]:
+    """A rung that asks for what the target already has (blocks of 32 on a block-32 target) is the same build
+    as an earlier rung: it is left out rather than built and measured twice."""
+    seen: set[str] = set()
+    kept = []
+    for c in ordered:
+        if c.resolved is None:
+            kept.append(c)
+            continue
+        plan = c.resolved.plan
+        same = json.dumps([to_dict(plan.quantization), to_dict(plan.nncf), plan.calibration is not None], sort_keys=True)
+        if same in seen:
+            continue
+        seen.add(same)
+        kept.append(c)
+    return kept
 
 
 def skipped_row(candidate: Candidate) -> dict:

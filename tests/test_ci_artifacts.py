@@ -62,9 +62,9 @@ def test_all_targets_build_and_a_failure_loses_nothing(all_targets_run):
         bundle = out / f"demo-qwen3-4l-h128-{name}"
         assert (bundle / "manifest.json").is_file()
     assert not (out / "demo-qwen3-4l-h128-tiny-board").exists()
-    # Targets with the same conversion (INT4, blocks of 32, CPU provider) share it.
+    # Targets with the same conversion share it: raspberry-pi-5 and android-arm64 (INT4, blocks of 32, CPU).
     conversions = [rows[name]["cache_hit"] for name in BUILDABLE]
-    assert conversions.count("conversion") >= 2
+    assert conversions.count("conversion") >= 1
 
 
 def test_second_run_is_a_cache_hit_with_identical_files(all_targets_run):
