@@ -29,6 +29,6 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
 
-# Not a test: the side-by-side speed benchmark (benchmarks/RESULTS.md), about 30 minutes on 2 cores.
+# Not a test: the side-by-side speed benchmark (benchmarks/RESULTS.md), about 25 minutes on 2 cores.
 bench: setup
 	$(BIN)/python benchmarks/side_by_side.py

@@ -1,6 +1,6 @@
 """Side-by-side speed benchmark: edgeqwen bundles against the stock toolchain defaults, on this host.
 
-    .venv/bin/python benchmarks/side_by_side.py            # both shapes, ~30 minutes on 2 cores
+    .venv/bin/python benchmarks/side_by_side.py            # both shapes, ~25 minutes on 2 cores
     .venv/bin/python benchmarks/side_by_side.py --shapes Qwen2.5-0.5B --rounds 2
 
 For each model shape in edgeqwen/assets/shapes (the published dimensions of Qwen2.5-0.5B and
@@ -33,7 +33,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edgeqwen.bench.bandwidth import measure_read_bandwidth
 from edgeqwen.bench.measure import Spread, bench_folder
 from edgeqwen.demo.assets import TOKENIZER_FILES, tokenizer_source_dir
 from edgeqwen.shapes import shape_config, shape_names
@@ -62,7 +61,10 @@ def main() -> int:
         parser.error(f"--shapes: unknown {', '.join(unknown)}; shipped shapes: {', '.join(shape_names())}")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    bandwidth = measure_read_bandwidth(args.threads)
+    # In a child: this process starts every build and worker, and Linux's ru_maxrss of a child counts
+    # this process's own RSS at fork, so it stays small (no 512 MB buffer, no model in it).
+    bandwidth = float(in_child("from edgeqwen.bench.bandwidth import measure_read_bandwidth as m; "
+                               f"print(m({args.threads}))"))
     results = {"host": host_facts(bandwidth, args), "shapes": {}}
     for shape in shapes:
         results["shapes"][shape] = bench_shape(shape, args, bandwidth)
@@ -150,10 +152,21 @@ def summarise(results, build: dict, bandwidth: float, bf16_bytes: int) -> dict:
     }
 
 
+def in_child(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                          cwd=Path(__file__).parent)  # so `import side_by_side` works
+    return done.stdout.strip()
+
+
 def random_checkpoint(shape: str, folder: Path) -> Path:
+    if not (folder / "model.safetensors").is_file():
+        in_child(f"from side_by_side import write_random_checkpoint as w; from pathlib import Path; "
+                 f"w({shape!r}, Path({str(folder.resolve())!r}))")
+    return folder
+
+
+def write_random_checkpoint(shape: str, folder: Path) -> None:
     """A BF16 checkpoint with the shape's exact dimensions and transformers' own random initialisation."""
-    if (folder / "model.safetensors").is_file():
-        return folder
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -166,7 +179,6 @@ def random_checkpoint(shape: str, folder: Path) -> Path:
     for name in TOKENIZER_FILES:
         shutil.copy2(tokenizer_source_dir() / name, staging / name)
     staging.rename(folder)
-    return folder
 
 
 def edgeqwen_build_command(checkpoint: Path, target: str, out: Path, gate: bool) -> tuple[list[str], Path, str]:

@@ -106,3 +106,11 @@ def test_skip_drift_is_recorded_and_never_served_for_a_gated_build(cli, tiny_mod
     assert gated.code == 0, gated.err
     assert json.loads(gated.out)["cache_hit"] != "bundle"
     assert json.loads((out / "manifest.json").read_text())["drift"]["passed"] is True
+
+
+def test_peak_rss_is_the_worker_s_own_not_its_parent_s(demo_bundle):
+    """Linux's ru_maxrss keeps the parent's RSS at fork across exec; the worker reads its own high-water mark."""
+    ballast = np.ones(1024**3, dtype=np.uint8)  # this process now holds over 1 GB
+    result = bench_folder(demo_bundle, prompt_tokens=16, new_tokens=4, runs=1)
+    assert ballast[-1] == 1
+    assert 50 * 2**20 < result.peak_rss_bytes < 700 * 2**20

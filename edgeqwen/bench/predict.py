@@ -18,8 +18,8 @@ from edgeqwen.plan import resolve_plan
 from edgeqwen.recipes import recipe_for_model_type
 from edgeqwen.targets import TargetProfile
 
-# Median decode rate / roofline of the edgeqwen ONNX Runtime INT4 bundles of the 0.5B-0.6B shapes in
-# benchmarks/RESULTS.md (2-core AVX-512 host). Kernels on other CPUs differ; it is a planning figure.
+# Decode rate / roofline of the edgeqwen ONNX Runtime INT4 bundles of the 0.5B-0.6B shapes in
+# benchmarks/RESULTS.md: 44-58 % on the 2-core AVX2 build host. Other CPUs' kernels differ; a planning figure.
 BENCHMARKED_ROOFLINE_FRACTION = 0.5
 
 
@@ -52,8 +52,9 @@ def predict_decode(source: ModelSource, target: TargetProfile) -> DecodePredicti
 def prediction_line(bytes_per_token: int, bandwidth_gbps: float, device: str) -> str:
     """One line for the build summary: the decode rate to expect on the target, and where it comes from."""
     ceiling = decode_ceiling(bandwidth_gbps * 1e9, bytes_per_token)
-    basis = f"{bandwidth_gbps:g} GB/s / {bytes_per_token / 2**20:.1f} MB read per token = ceiling {ceiling:.0f} tok/s"
+    basis = f"{bandwidth_gbps:g} GB/s / {bytes_per_token / 2**20:.1f} MB read per token"
     fraction = expected_fraction(device)
     if fraction is None:
-        return f"decode ceiling {ceiling:.0f} tok/s on the {device.upper()} ({basis})"
-    return f"~{ceiling * fraction:.0f} tok/s decode predicted ({basis}, x {fraction:.0%} as benchmarked)"
+        return f"decode ceiling {ceiling:.0f} tok/s on the {device.upper()} ({basis}; no measured efficiency for it)"
+    return (f"~{ceiling * fraction:.0f} tok/s decode predicted ({basis} = ceiling {ceiling:.0f} tok/s, "
+            f"x {fraction:.0%} as benchmarked)")

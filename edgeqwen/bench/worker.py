@@ -96,6 +96,18 @@ def timing(started: float, first: float, done: float, produced: int) -> dict:
     return {"ttft_s": first - started, "decode_s": done - first, "decode_tokens": produced - 1}
 
 
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS. Not getrusage's ru_maxrss: on Linux that keeps the parent's RSS at
+    fork across exec, so a worker started by a 2 GB process would report at least 2 GB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; other systems: a bound
+
+
 RUNNERS = {"onnxruntime-genai": ort_genai_runs, "openvino": openvino_runs, "transformers": transformers_runs}
 
 
@@ -106,7 +118,7 @@ def main(spec_path: str) -> None:
     result = {
         "runs": runs,
         "wall_s": time.perf_counter() - started,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
+        "peak_rss_bytes": peak_rss_bytes(),
     }
     print(json.dumps(result))
 
