@@ -37,3 +37,9 @@ class BuildError(EdgeqwenError):
     """A conversion engine failed; the message says which stage and why."""
 
     exit_code = 1
+
+
+class BenchError(EdgeqwenError):
+    """A benchmark could not run: the folder, the options or the runtime failed."""
+
+    exit_code = 1

@@ -112,7 +112,7 @@ def without_repeats(ordered: list[Candidate]) -> list[Candidate]:
             kept.append(c)
             continue
         plan = c.resolved.plan
-        same = json.dumps([to_dict(plan.quantization), to_dict(plan.nncf), plan.calibration is not None], sort_keys=True)
+        same = json.dumps([to_dict(plan.quantization), to_dict(plan.nncf)], sort_keys=True)
         if same in seen:
             continue
         seen.add(same)

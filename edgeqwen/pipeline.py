@@ -105,7 +105,8 @@ class BuildResult:
             "size_ratio_vs_fp16": round(self.manifest["bundle_bytes"] / fp16_checkpoint_bytes(source), 4),
             "model_file_ratio_vs_fp16": round(model_file_bytes(self.manifest) / fp16_checkpoint_bytes(source), 4),
             "memory_estimate": self.resolved.memory.to_dict(),
-            "drift": {"skipped": True} if self.drift.get("skipped") else {"passed": self.drift["passed"], **self.drift["summary"]},
+            "drift": ({"skipped": True} if self.drift.get("skipped")
+                      else {"passed": self.drift["passed"], **self.drift["summary"]}),
             "quality": quality_with_times(self.drift["quality"], self.rung_seconds),
             "cache_hit": self.cache_hit,
             "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},

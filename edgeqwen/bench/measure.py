@@ -21,15 +21,9 @@ from edgeqwen.bench.bandwidth import decode_ceiling
 from edgeqwen.bench.traffic import bytes_per_token, folder_kind
 from edgeqwen.demo.assets import tokenizer_source_dir
 from edgeqwen.drift.evaldata import load_eval_data
-from edgeqwen.errors import EdgeqwenError
+from edgeqwen.errors import BenchError
 
 MODEL_FILE_SUFFIXES = (".onnx", ".onnx.data", ".bin", ".safetensors")
-
-
-class BenchError(EdgeqwenError):
-    """A benchmark could not run: the folder, the options or the runtime failed."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)
