@@ -164,7 +164,15 @@ def test_existing_destination_needs_force(cli, tiny_models, tmp_path):
 def start_build(tiny_model, out):
     command = [sys.executable, "-m", "edgeqwen", "build", "--model", str(tiny_model), "--target", "x86-64-laptop",
                "--out", str(out), "--eval-tokens", "256", "--no-cache"]  # a real conversion, to stop midway
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=take_sigint)
+
+
+def take_sigint():
+    """The build takes Ctrl-C as a terminal user's would, even when the tests themselves run as a
+    background job: a shell without job control starts those with SIGINT ignored, children inherit
+    that, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_staging(parent, name, process, timeout=120):
