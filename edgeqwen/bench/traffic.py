@@ -13,6 +13,7 @@ checkpoint run in PyTorch at float32), or estimated from a build plan before any
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from edgeqwen.fit import bits_per_weight, estimate_memory
@@ -74,9 +75,7 @@ def onnx_tensor_bytes(tensor) -> int:
             return int(entry.value)
     if tensor.raw_data:
         return len(tensor.raw_data)
-    count = 1
-    for dim in tensor.dims:
-        count *= dim
+    count = math.prod(tensor.dims)
     if tensor.data_type in (22, 21):  # INT4 / UINT4: two per byte
         return (count + 1) // 2
     return count * ONNX_ITEM_BYTES.get(tensor.data_type, 4)
@@ -90,8 +89,9 @@ def openvino_bytes_per_token(xml: Path) -> int:
     for op in model.get_ordered_ops():
         if op.get_type_name() != "Constant":
             continue
-        if set(final_consumers(op)) <= {"Gather"} and final_consumers(op):
-            continue
+        users = final_consumers(op)
+        if users and set(users) <= {"Gather"}:
+            continue  # only gathered from: one row per token
         total += op.get_byte_size()
     return total
 
@@ -117,15 +117,13 @@ def checkpoint_bytes_per_token(folder: Path) -> int:
     """A Hugging Face checkpoint as PyTorch runs it here: float32, an untied embedding only gathered."""
     from edgeqwen.models import read_safetensors_header
 
+    gathered_only = has_lm_head(folder)  # an untied embedding table is only gathered from
     total = 0
     for path in sorted(folder.glob("*.safetensors")):
         for name, info in read_safetensors_header(path).items():
-            if name == "__metadata__" or name.endswith("embed_tokens.weight") and has_lm_head(folder):
+            if name == "__metadata__" or (gathered_only and name.endswith("embed_tokens.weight")):
                 continue
-            count = 1
-            for dim in info["shape"]:
-                count *= dim
-            total += 4 * count
+            total += 4 * math.prod(info["shape"])
     return total
 
 
