@@ -2,11 +2,12 @@
 
     plan  ->  olive_workflow(plan)  ->  `python -m olive run`  ->  graph repairs  ->  runtime files
 
-INT4 goes straight through the ModelBuilder pass, which quantizes every MatMul
-(lm_head included) with the builder's RTN or k-quant algorithm. With the GPTQ
-algorithm, Olive's own GPTQ pass first quantizes the decoder layers of the
-checkpoint, fitted on calibration text, and ModelBuilder takes its INT4 weights
-as they are (quantizing only the lm_head, by RTN). INT8 exports
+INT4 decoder layers are quantized on the PyTorch checkpoint by an Olive pass,
+Rtn (round to nearest) or Gptq (fitted on calibration text), and ModelBuilder
+takes those INT4 weights as they are, quantizing only the lm_head itself (by
+RTN). Leaving the layers to the builder's own RTN would hold the model in FP32
+three times over while it quantizes the whole graph at the end. k-quant is the
+builder's own algorithm and goes straight through ModelBuilder. INT8 exports
 fp32 with ModelBuilder and quantizes with Olive's block-wise RTN pass at 8 bits,
 because the builder has no INT8 mode. fp32 (CPU) and fp16 (CUDA) are plain
 ModelBuilder exports. In every case the lm_head is pruned to the last token
@@ -93,10 +94,16 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     builder: dict = {"type": "ModelBuilder", "extra_options": {"prune_lm_head": True}}
     passes: dict = {}
     extra: dict = {}
-    if q.algorithm == "gptq":  # passes run in the order written: GPTQ on the checkpoint, then the builder
+    # Passes run in the order written: the decoder layers quantized on the PyTorch checkpoint first, then
+    # the builder, which keeps those INT4 weights and quantizes only what is left (the lm_head).
+    if q.weights == "int4" and q.algorithm == "gptq":
         passes["gptq"] = {"type": "Gptq", "bits": 4, "group_size": q.block_size, "sym": q.symmetric,
                           "data_config": "calibration"}
         extra["data_configs"] = [gptq_data_config(model_dir, work_dir)]
+    elif q.weights == "int4" and q.algorithm == "rtn":
+        # Not the builder's own RTN: that one exports every layer in FP32 and quantizes the whole graph
+        # at the end, holding the model three times over (8.4 GB peak for Qwen2.5-0.5B, 4.6 GB this way).
+        passes["rtn"] = {"type": "Rtn", "bits": 4, "group_size": q.block_size, "sym": q.symmetric}
     passes["builder"] = builder
     if q.weights == "int4":
         builder.update(
