@@ -8,8 +8,8 @@ on every read: a damaged entry is deleted and rebuilt, never used.
 
 Two kinds of entries are kept:
   conversion  the engine's output (ONNX graph, weights, tokenizer), shared by
-              targets whose conversion is identical (a Pi and a laptop that
-              both want INT4 blocks of 32 for the CPU provider)
+              targets whose conversion is identical (a Pi and an Android phone that
+              both want INT4 blocks of 64 for the CPU provider)
   bundle      a whole finished bundle, so an unchanged rebuild takes seconds
 """
 

@@ -62,7 +62,7 @@ def test_all_targets_build_and_a_failure_loses_nothing(all_targets_run):
         bundle = out / f"demo-qwen3-4l-h128-{name}"
         assert (bundle / "manifest.json").is_file()
     assert not (out / "demo-qwen3-4l-h128-tiny-board").exists()
-    # Targets with the same conversion share it: raspberry-pi-5 and android-arm64 (INT4, blocks of 32, CPU).
+    # Targets with the same conversion share it: raspberry-pi-5 and android-arm64 (INT4, blocks of 64, CPU).
     conversions = [rows[name]["cache_hit"] for name in BUILDABLE]
     assert conversions.count("conversion") >= 1
 
