@@ -73,6 +73,28 @@ def test_chat_through_stdin_keeps_history_and_drops_the_oldest_turns(device_pyth
     assert "dropped the oldest turn" in chat.stderr and "Traceback" not in chat.stderr
 
 
+THREADS_STARTED = """
+import importlib.util, json, os, sys
+os.sched_setaffinity(0, {0})  # a machine (or container) with one CPU
+spec = importlib.util.spec_from_file_location("shim", os.path.join(sys.argv[1], "shim.py"))
+shim = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(shim)
+before = len(os.listdir("/proc/self/task"))
+runtime = shim.OrtGenaiRuntime(shim.read_manifest(), "cpu")
+print(len(os.listdir("/proc/self/task")) - before)
+"""
+
+
+def test_the_targets_thread_count_is_capped_at_the_cpus_the_shim_may_use(demo_bundle):
+    """A bundle for the Pi's 4 cores on fewer CPUs: 4 spinning threads on 2 CPUs decode ~2.5x slower here."""
+    genai = json.loads((demo_bundle / "genai_config.json").read_text())
+    assert genai["model"]["decoder"]["session_options"]["intra_op_num_threads"] == 4
+    started = subprocess.run([sys.executable, "-c", THREADS_STARTED, demo_bundle], capture_output=True, text=True,
+                             timeout=300)
+    assert started.returncode == 0, started.stderr
+    assert int(started.stdout.strip()) < 3, "4 intra-op threads would start 3 pool workers"
+
+
 def test_a_tampered_bundle_is_refused_by_hash(device_python, demo_bundle, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(demo_bundle, copy)

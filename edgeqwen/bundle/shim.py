@@ -73,6 +73,14 @@ def verify_files(manifest):
                             "(copy it again; --no-verify skips this check)")
 
 
+def usable_cpus():
+    """The CPUs this process may run on (a container or `taskset` may allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def chat_template():
     path = os.path.join(BUNDLE_DIR, "chat_template.jinja")
     if not os.path.exists(path):
@@ -96,6 +104,12 @@ class OrtGenaiRuntime:
         config = og.Config(BUNDLE_DIR)
         if device == "cpu":
             config.clear_providers()
+        threads = read_json("genai_config.json")["model"]["decoder"].get("session_options", {}).get(
+            "intra_op_num_threads")
+        if threads and threads > usable_cpus():
+            # The target's thread count on a smaller machine: more threads than CPUs spin against each other.
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+                "intra_op_num_threads": usable_cpus()}}}}))
         self.model = og.Model(config)
         self.tokenizer = og.Tokenizer(self.model)
         self.context_length = manifest["plan"]["context_length"]
