@@ -35,8 +35,9 @@ def test_bench_reports_speed_memory_and_roofline_for_a_bundle(cli, demo_bundle):
     assert target["name"] == "raspberry-pi-5" and target["memory_bandwidth_gbps"] == 17.1
     assert target["predicted_decode_tok_s"] == pytest.approx(target["roofline_tok_s"] * report["roofline_fraction"])
 
-    text = cli("bench", demo_bundle, "--prompt-tokens", 16, "--new-tokens", 4, "--runs", 1)
+    text = cli("bench", demo_bundle, "--prompt-tokens", 16, "--new-tokens", 4, "--runs", 1, "--threads", 0)
     assert text.code == 0, text.err
+    assert "default threads" in text.out  # as the bundle is run: the target's threads, at most the CPUs here
     assert "decode" in text.out and "roofline" in text.out and "on raspberry-pi-5" in text.out
 
 
@@ -55,6 +56,8 @@ def test_bench_refuses_what_it_cannot_run(cli, tmp_path, demo_bundle):
     assert empty.code != 0 and "genai_config.json" in empty.err and "manifest.json" in empty.err
     runs = cli("bench", demo_bundle, "--runs", 0)
     assert runs.code != 0 and "--runs 0" in runs.err
+    threads = cli("bench", demo_bundle, "--threads", -1)
+    assert threads.code != 0 and "--threads -1: must be at least 0" in threads.err
 
 
 def test_a_table_that_is_only_gathered_is_not_read_per_token(tmp_path):

@@ -81,14 +81,15 @@ def bench_folder(folder: Path, prompt_tokens: int, new_tokens: int, runs: int, t
     folder = Path(folder)
     if not folder.is_dir():
         raise BenchError(f"{folder}: no such folder; give a bundle folder, e.g. bundles/demo-qwen3-4l-h128-raspberry-pi-5")
-    for name, value, low in (("--prompt-tokens", prompt_tokens, 1), ("--new-tokens", new_tokens, 2), ("--runs", runs, 1)):
+    threads = (os.cpu_count() or 1) if threads is None else threads
+    for name, value, low in (("--prompt-tokens", prompt_tokens, 1), ("--new-tokens", new_tokens, 2), ("--runs", runs, 1),
+                             ("--threads", threads, 0)):
         if value < low:
             raise BenchError(f"{name} {value}: must be at least {low}")
     try:
         kind = folder_kind(folder)
     except ValueError as e:
         raise BenchError(str(e)) from None
-    threads = threads or os.cpu_count() or 1
     spec = {"folder": str(folder.resolve()), "kind": kind, "prompts": prompts(runs + 1, prompt_tokens),
             "new_tokens": new_tokens, "threads": threads}
     measured = run_worker(spec)

@@ -2,7 +2,7 @@
 
 One child per measurement, so the peak RSS it reports is that runtime's alone and no runtime's
 threads or caches leak into the next one. SPEC names the folder, its kind, one prompt (token ids) per
-run, the number of new tokens and the thread count; the first prompt is a warm-up run, not reported.
+run, the number of new tokens and the thread count (0: the folder's own setting, or the runtime's default); the first prompt is a warm-up run, not reported.
 Every run has a different prompt of the same length, so no prefix cache (OpenVINO GenAI keeps one by
 default) can serve a prompt it has seen. Every run generates exactly `new_tokens` tokens:
 end-of-sequence is ignored, so runs are comparable.
@@ -14,6 +14,7 @@ produced) and the decode time of the remaining tokens; the process's peak RSS; t
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -25,7 +26,14 @@ def ort_genai_runs(folder: Path, prompts: list[list[int]], new_tokens: int, thre
 
     config = og.Config(str(folder))
     config.clear_providers()
-    config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+    if not threads:  # 0: as the folder is run: an edgeqwen bundle as its shim runs it (the target's threads, at
+        # most the CPUs here); a stock folder with onnxruntime-genai's own default (half the logical CPUs)
+        configured = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"].get(
+            "session_options", {}).get("intra_op_num_threads")
+        if configured and (folder / "manifest.json").is_file():
+            threads = min(configured, len(os.sched_getaffinity(0)))
+    if threads:
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
     model = og.Model(config)
     def once(prompt: list[int]) -> dict:
         total = len(prompt) + new_tokens
@@ -50,7 +58,7 @@ def openvino_runs(folder: Path, prompts: list[list[int]], new_tokens: int, threa
     import openvino as ov
     import openvino_genai as ov_genai
 
-    properties = {"INFERENCE_NUM_THREADS": threads}
+    properties = {"INFERENCE_NUM_THREADS": threads} if threads else {}  # 0: OpenVINO's own default
     pipeline_config = folder / "pipeline_config.json"  # an edgeqwen bundle's own CPU settings
     if pipeline_config.is_file():
         properties.update(json.loads(pipeline_config.read_text())["properties"].get("CPU", {}))
@@ -75,7 +83,8 @@ def transformers_runs(folder: Path, prompts: list[list[int]], new_tokens: int, t
     import torch
     from transformers import AutoModelForCausalLM
 
-    torch.set_num_threads(threads)
+    if threads:  # 0: PyTorch's own default (the physical cores)
+        torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
     def once(prompt: list[int]) -> dict:

@@ -37,7 +37,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--new-tokens", type=int, default=128, help="tokens generated per run (default 128)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs after one warm-up (default 3)")
     parser.add_argument("--threads", type=int, default=None,
-                        help=f"compute threads (default: this machine's {os.cpu_count()} cores)")
+                        help=f"compute threads (default: this machine's {os.cpu_count()} cores; 0: as the bundle "
+                             "sets them, or the runtime's own default where it sets none)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=handle)
 
@@ -64,7 +65,7 @@ def format_report(r: dict) -> str:
         return f"{fmt.format(s['median'])} (range {fmt.format(s['low'])} - {fmt.format(s['high'])})"
 
     lines = [
-        f"{r['folder']} ({r['kind']}), {r['threads']} threads, {r['prompt_tokens']}-token prompt + "
+        f"{r['folder']} ({r['kind']}), {r['threads'] or 'default'} threads, {r['prompt_tokens']}-token prompt + "
         f"{r['new_tokens']} new tokens, median of {r['runs']} runs",
         f"  first token  {spread({k: v * 1000 for k, v in r['ttft_s'].items()}, '{:.0f} ms')}",
         f"  prefill      {spread(r['prefill_tok_s'], '{:.0f} tok/s')}",
