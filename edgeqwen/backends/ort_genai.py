@@ -81,6 +81,16 @@ def check_supported(plan: BuildPlan) -> None:
             "stores asymmetric weights and an 8-bit lm_head with zero points, which edgeqwen cannot share with "
             "the embedding; use algorithm = 'rtn' (or embeddings = 'float', which ships the table in FP32)"
         )
+    blocks_per_row = m.hidden_size // q.block_size if q.block_size > 0 else 0
+    if q.weights == "int4" and not q.symmetric and q.lm_head == "int4" and q.algorithm != "k_quant" \
+            and blocks_per_row % 2:
+        even = [b for b in (16, 32, 64) if m.hidden_size % b == 0 and (m.hidden_size // b) % 2 == 0]
+        raise PlanError(
+            f"symmetric = false with block_size = {q.block_size}: the lm_head's rows are {m.hidden_size} / "
+            f"{q.block_size} = {blocks_per_row} blocks, and onnxruntime's RTN (which the builder uses for the "
+            "lm_head) packs 4-bit zero points only for an even number of blocks per row; use symmetric = true"
+            + (f", or block_size = {even[-1]}" if even else "")
+        )
     if q.weights == "int8" and q.lm_head == "int4":
         raise PlanError("weights = 'int8' with lm_head = 'int4': the lm_head cannot be coarser than the weights")
     if q.algorithm == "gptq" and q.weights != "int4":
