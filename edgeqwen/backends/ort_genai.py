@@ -81,6 +81,12 @@ def check_supported(plan: BuildPlan) -> None:
             "stores asymmetric weights and an 8-bit lm_head with zero points, which edgeqwen cannot share with "
             "the embedding; use algorithm = 'rtn' (or embeddings = 'float', which ships the table in FP32)"
         )
+    if q.weights == "int4" and not q.symmetric and q.embeddings != "float" and m.tied_embeddings:
+        raise PlanError(
+            f"symmetric = false with embeddings = {q.embeddings!r}: {m.id} ties its embedding to the lm_head, and "
+            "edgeqwen ships the two as one quantized table only without zero points (GatherBlockQuantized over "
+            "the lm_head's matrix); use symmetric = true, or embeddings = 'float' (the table in FP32)"
+        )
     blocks_per_row = m.hidden_size // q.block_size if q.block_size > 0 else 0
     if q.weights == "int4" and not q.symmetric and q.lm_head == "int4" and q.algorithm != "k_quant" \
             and blocks_per_row % 2:
