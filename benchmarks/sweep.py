@@ -29,13 +29,21 @@ from edgeqwen.targets import targets_dir
 BIN = Path(sys.executable).parent
 
 
+def toml_value(text: str):
+    """128 -> 128, false -> False, float -> "float": numbers and booleans as such, anything else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def variant_profile(base: dict, name: str, changes: str) -> str:
     profile = json.loads(json.dumps(base))
     profile["name"] = name
     for change in filter(None, changes.split(",")):
         key, value = change.split("=", 1)
         section = next(s for s in ("quantization", "runtime", "limits") if key in profile[s])
-        profile[section][key] = json.loads(value) if value[:1].isdigit() or value[:1] in "-tf" else value
+        profile[section][key] = toml_value(value)
     lines = [f'name = "{name}"', f'description = "{profile["description"]} ({changes})"']
     for section in ("hardware", "runtime", "quantization", "limits", "drift"):
         lines.append(f"[{section}]")
