@@ -118,7 +118,8 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
         extra["data_configs"] = [gptq_data_config(model_dir, work_dir)]
     elif q.weights == "int4" and q.algorithm == "rtn":
         # Not the builder's own RTN: that one exports every layer in FP32 and quantizes the whole graph
-        # at the end, holding the model three times over (8.4 GB peak for Qwen2.5-0.5B, 4.6 GB this way).
+        # at the end, holding the model three times over (6.9 GB peak in `olive run` for the Qwen2.5-0.5B
+        # shape, 4.6 GB this way; benchmarks/RESULTS.md).
         passes["rtn"] = {"type": "Rtn", "bits": 4, "group_size": q.block_size, "sym": q.symmetric}
     passes["builder"] = builder
     if q.weights == "int4":

@@ -2,7 +2,8 @@
 
 One child per measurement, so the peak RSS it reports is that runtime's alone and no runtime's
 threads or caches leak into the next one. SPEC names the folder, its kind, one prompt (token ids) per
-run, the number of new tokens and the thread count (0: the folder's own setting, or the runtime's default); the first prompt is a warm-up run, not reported.
+run, the number of new tokens and the thread count (0: as the folder is run when nobody says: its own
+setting, or the runtime's default); the first prompt is a warm-up run, not reported.
 Every run has a different prompt of the same length, so no prefix cache (OpenVINO GenAI keeps one by
 default) can serve a prompt it has seen. Every run generates exactly `new_tokens` tokens:
 end-of-sequence is ignored, so runs are comparable.
