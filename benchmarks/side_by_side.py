@@ -19,8 +19,7 @@ rounds are reported. The edgeqwen bundles run with --threads (default: this host
 what their shim runs where the target's thread count is more than the host has; the stock folders
 run twice: with the same thread count ("equal threads": what the model files alone are worth) and as
 shipped (no thread setting: the runtime's own default, which is what a user of the stock tool gets).
-Both ratios are reported. Output: a table on
-stdout, RESULTS.json and RESULTS.png in --out.
+Both ratios are reported. Output: a table on stdout, RESULTS.json and RESULTS.png in --out.
 """
 
 from __future__ import annotations
