@@ -22,8 +22,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edgeqwen.bundle.manifest import sha256_file
 from edgeqwen.demo.assets import cache_root
+from edgeqwen.hashing import file_entries, file_problems
 
 ENTRY_FILE = "ENTRY.json"
 
@@ -70,11 +70,7 @@ class BuildCache:
         staging = Path(tempfile.mkdtemp(prefix=f".{key[:16]}-", dir=entry.parent))
         try:
             shutil.copytree(source, staging, dirs_exist_ok=True)
-            files = {
-                p.relative_to(staging).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-                for p in sorted(staging.rglob("*"))
-                if p.is_file()
-            }
+            files = file_entries(staging)
             (staging / ENTRY_FILE).write_text(json.dumps({"key": key, "files": files}, indent=1, sort_keys=True))
             if entry.exists():
                 shutil.rmtree(entry)  # damaged or stale: lookup would have returned it otherwise
@@ -92,14 +88,7 @@ class BuildCache:
             recorded = json.loads((entry / ENTRY_FILE).read_text())["files"]
         except (OSError, ValueError, KeyError):
             return False
-        present = {p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file()} - {ENTRY_FILE}
-        if present != set(recorded):
-            return False
-        for name, facts in recorded.items():
-            path = entry / name
-            if path.stat().st_size != facts["size"] or sha256_file(path) != facts["sha256"]:
-                return False
-        return True
+        return not file_problems(entry, recorded, frozenset({ENTRY_FILE}))
 
 
 def copy_entry(entry: Path, destination: Path) -> None:

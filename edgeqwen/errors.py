@@ -39,6 +39,12 @@ class BuildError(EdgeqwenError):
     exit_code = 1
 
 
+class WorkerError(EdgeqwenError):
+    """A bundle's shim, driven in worker mode, could not start or answer; the message carries its stderr."""
+
+    exit_code = 1
+
+
 class BenchError(EdgeqwenError):
     """A benchmark could not run: the folder, the options or the runtime failed."""
 

@@ -2,9 +2,10 @@
 
 Checked before any long work, so a model that cannot run on the device is
 refused in a second with the numbers, not after a twenty-minute export.
-The estimate follows how ONNX Runtime GenAI allocates: the KV cache is one
-buffer for the full context (past_present_share_buffer), in the model's I/O
-type (fp32 on CPU, fp16 on CUDA).
+The arithmetic is shared; each backend supplies what differs on its engine
+(`Backend.estimate_memory`): the float width of its scales, activations and KV
+cache on the device, and the bits of its decoder layers. The KV cache is one
+buffer for the full context (ONNX Runtime GenAI's past_present_share_buffer).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class MemoryEstimate:
     budget_bytes: int
     context_length: int
     kv_bytes_per_token: int
+    gathered_only_bytes: int = 0  # an embedding table stored apart from the lm_head: one row read per token
+
+    @property
+    def read_per_token_bytes(self) -> int:
+        """The weights decoding reads per token: all of them, less a table that is only gathered from."""
+        return self.weights_bytes - self.gathered_only_bytes
 
     @property
     def total_bytes(self) -> int:
@@ -53,36 +60,32 @@ class MemoryEstimate:
         }
 
 
-def float_bytes(plan: BuildPlan) -> int:
-    return 2 if plan.device in ("cuda", "gpu", "npu") else 4
-
-
-def bits_per_weight(precision: str, plan: BuildPlan) -> float:
+def bits_per_weight(precision: str, plan: BuildPlan, float_bytes: int) -> float:
     """Storage per weight including block scales (and zero points when asymmetric)."""
     q = plan.quantization
     if precision in ("float", "fp32", "fp16"):
-        return 8.0 * float_bytes(plan)
+        return 8.0 * float_bytes
     bits = 4 if precision == "int4" else 8
     group = q.block_size if q.block_size > 0 else plan.model.hidden_size  # channel-wise: one scale per row
-    scale_bits = 8 * float_bytes(plan) / group
+    scale_bits = 8 * float_bytes / group
     zero_point_bits = 0 if q.symmetric else bits / group
     return bits + scale_bits + zero_point_bits
 
 
-def estimate_memory(plan: BuildPlan) -> MemoryEstimate:
+def estimate_memory(plan: BuildPlan, float_bytes: int, layer_bits: float | None = None) -> MemoryEstimate:
+    """`float_bytes`: the engine's float width on the device; `layer_bits`: bits per decoder-layer weight
+    (default: all at the plan's weight precision)."""
     m, q = plan.model, plan.quantization
     table = m.vocab_size * m.hidden_size
     layers = m.num_parameters - table * (1 if m.tied_embeddings else 2)
-    layer_precision = {"int4": "int4", "int8": "int8"}.get(q.weights, "float")
-    weight_bits = layers * bits_per_weight(layer_precision, plan)
-    if plan.nncf is not None and q.weights == "int4" and plan.nncf.ratio < 1.0:  # the rest at the backup precision
-        backup = "float" if plan.nncf.backup_precision == "none" else "int8"
-        weight_bits = layers * (plan.nncf.ratio * bits_per_weight("int4", plan)
-                                + (1 - plan.nncf.ratio) * bits_per_weight(backup, plan))
-    weight_bits += table * bits_per_weight(q.lm_head, plan)
+    if layer_bits is None:
+        layer_bits = bits_per_weight({"int4": "int4", "int8": "int8"}.get(q.weights, "float"), plan, float_bytes)
+    weight_bits = layers * layer_bits + table * bits_per_weight(q.lm_head, plan, float_bytes)
+    gathered_only = 0
     if not (m.tied_embeddings and q.embeddings == q.lm_head):  # a tied pair at one precision is stored once
-        weight_bits += table * bits_per_weight(q.embeddings, plan)
-    kv_per_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * float_bytes(plan)
+        weight_bits += table * bits_per_weight(q.embeddings, plan, float_bytes)
+        gathered_only = int(table * bits_per_weight(q.embeddings, plan, float_bytes) / 8)
+    kv_per_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * float_bytes
     # Prefill activations: one row of logits (the lm_head is pruned to the last token) and the widest
     # layer activation for a full-context prompt.
     activations = m.vocab_size * 4 + plan.context_length * max(m.intermediate_size, m.hidden_size) * 4 * 2
@@ -93,11 +96,14 @@ def estimate_memory(plan: BuildPlan) -> MemoryEstimate:
         budget_bytes=plan.memory_budget_mb * MB,
         context_length=plan.context_length,
         kv_bytes_per_token=kv_per_token,
+        gathered_only_bytes=gathered_only,
     )
 
 
 def check_fit(plan: BuildPlan) -> MemoryEstimate:
-    estimate = estimate_memory(plan)
+    from edgeqwen.backends import backend_for
+
+    estimate = backend_for(plan.engine).estimate_memory(plan)
     if not estimate.fits:
         e = estimate.to_dict()
         hint = (

@@ -1,17 +1,11 @@
 """The quality ladder (`--quality auto`): the smallest bundle that meets the drift budget.
 
-A rung (recipes/rungs/*.toml) is a named set of quantization choices layered
-on top of the target and the model's recipe: k-quant scales, INT8 vocabulary
-tables, AWQ and scale estimation, a mixed INT4/INT8 ratio. The rungs that
-apply to the plan's engine and model family are ordered by the weight bytes
-the fit model estimates for each (then by their build effort), and built one
-after another through the normal pipeline: each goes through the drift gate,
-the first that passes becomes the bundle, and the reference logits, the model
-hash and every conversion are shared between rungs (and cached across runs).
-
-Every rung tried is a row of the quality table, shown in the build summary and
-stored in drift.json and the manifest (without build times, which would make
-otherwise identical bundles differ).
+The rungs (edgeqwen.rungs) that apply to the plan's engine and model family are ordered by the weight
+bytes the fit model estimates for each (then by their build effort), and built one after another by
+the pipeline's gated build: each goes through the drift gate, the first that passes becomes the
+bundle, and the reference logits, the model hash and every conversion are shared between rungs (and
+cached across runs). Every rung tried is a row of the quality table (edgeqwen.quality), shown in the
+build summary and stored in drift.json and the manifest.
 """
 
 from __future__ import annotations
@@ -19,68 +13,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional
 
-from edgeqwen.errors import FitError, PlanError, RecipeError
-from edgeqwen.recipes import NncfOverrides, QuantizationOverrides, Recipe, recipes_dir
-from edgeqwen.schema import load_named, to_dict
-from edgeqwen.targets import Engine
-
-MB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Rung:
-    name: str
-    description: str
-    engines: tuple[Engine, ...]
-    model_types: tuple[str, ...]
-    quantization: QuantizationOverrides = QuantizationOverrides()
-    nncf: NncfOverrides = NncfOverrides()
-    effort: int = 0  # among rungs of the same estimated size, the cheaper build is tried first
-    path: Path = field(default=Path(), compare=False, metadata={"internal": True})
-
-
-def rungs_dir() -> Path:
-    return recipes_dir() / "rungs"
-
-
-def rung_names() -> list[str]:
-    return sorted(p.stem for p in rungs_dir().glob("*.toml"))
-
-
-def load_rung(name: str) -> Rung:
-    return load_named(Rung, rungs_dir(), name, "rung", RecipeError)
-
-
-def apply_rung(recipe: Recipe, rung: Rung) -> Recipe:
-    """The recipe with the rung's choices on top (a rung's value wins where it sets one)."""
-
-    def overlay(base, top):
-        chosen = {k: v for k, v in dataclasses.asdict(top).items() if v is not None}
-        return dataclasses.replace(base, **chosen)
-
-    return dataclasses.replace(
-        recipe,
-        name=f"{recipe.name}+{rung.name}",
-        quantization=overlay(recipe.quantization, rung.quantization),
-        nncf=overlay(recipe.nncf, rung.nncf),
-    )
+from edgeqwen import pipeline
+from edgeqwen.cache import BuildCache
+from edgeqwen.drift.gate import DriftBudgetExceeded
+from edgeqwen.errors import FitError, PlanError
+from edgeqwen.pipeline import BuildRequest, BuildResult, ResolvedBuild, SharedWork
+from edgeqwen.quality import Row, SkippedRow, format_table
+from edgeqwen.rungs import Rung, load_rung, rung_names, rungs_dir
+from edgeqwen.schema import to_dict
 
 
 @dataclass(frozen=True)
 class Candidate:
     rung: Rung
-    resolved: Optional[object]  # pipeline.ResolvedBuild, or None when the rung cannot apply
+    resolved: Optional[ResolvedBuild]  # None when the rung cannot apply
     reason: str = ""  # why not
 
 
-def candidates(request, shared) -> list[Candidate]:
+def candidates(request: BuildRequest, shared: SharedWork) -> list[Candidate]:
     """The rungs that apply to this model and target, smallest estimated weights first (may be none)."""
-    from edgeqwen import pipeline
-
     base = pipeline.resolve(request, shared)  # input errors surface for the plain plan first
     engine, model_type = base.plan.engine, base.plan.model.model_type
     found = []
@@ -112,7 +66,7 @@ def without_repeats(ordered: list[Candidate]) -> list[Candidate]:
             kept.append(c)
             continue
         plan = c.resolved.plan
-        same = json.dumps([to_dict(plan.quantization), to_dict(plan.nncf)], sort_keys=True)
+        same = json.dumps([to_dict(plan.quantization), to_dict(plan.engine_options)], sort_keys=True)
         if same in seen:
             continue
         seen.add(same)
@@ -120,54 +74,27 @@ def without_repeats(ordered: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-def skipped_row(candidate: Candidate) -> dict:
-    return {"rung": candidate.rung.name, "status": "skipped", "reason": candidate.reason}
-
-
-def build_auto(request, cache, shared):
+def build_auto(request: BuildRequest, cache: BuildCache | None, shared: SharedWork) -> BuildResult:
     """Build rung after rung until one meets the drift budget; raise with the whole table if none does."""
-    from edgeqwen import pipeline
-    from edgeqwen.drift.gate import DriftBudgetExceeded
-
     ladder = candidates(request, shared)
     if not ladder:  # no rung for this engine and family (e.g. a recipes folder without rungs/): the recipe as is
         return pipeline.build(request, cache, shared)
-    trail = [skipped_row(c) for c in ladder if c.resolved is None]
+    trail: list[Row] = [SkippedRow(c.rung.name, c.reason) for c in ladder if c.resolved is None]
     seconds: dict[str, float] = {}
     for candidate in (c for c in ladder if c.resolved is not None):
         name = candidate.rung.name
         started = time.monotonic()
-        attempt = dataclasses.replace(request, rung=name, quality="auto", quality_trail=tuple(trail))
-        try:
-            result = pipeline.build(attempt, cache, shared)
-        except DriftBudgetExceeded as e:
-            seconds[name] = time.monotonic() - started
-            trail.append(e.quality_row)
-            continue
+        gated = pipeline.build_gated(dataclasses.replace(request, rung=name), cache, shared, mode="auto",
+                                     earlier=tuple(trail))
         seconds[name] = time.monotonic() - started
-        result.rung_seconds = seconds
-        result.stage_seconds["total"] = sum(seconds.values())  # the whole climb, not only the last rung
-        return result
+        if gated.result is not None:
+            gated.result.rung_seconds = seconds
+            gated.result.stage_seconds["total"] = sum(seconds.values())  # the whole climb, not only the last rung
+            return gated.result
+        trail.append(gated.row)
     raise DriftBudgetExceeded(
         f"no rung of the quality ladder meets the drift budget of {request.target}; nothing was written.\n"
-        + format_table(trail, seconds)
+        + format_table([row.to_dict() for row in trail], seconds)
         + "\nLoosen the budget (--max-mean-kld, --max-ppl-ratio, --min-top1-agreement) or add a rung in "
         f"{rungs_dir()}"
     )
-
-
-def format_table(rows: list[dict], seconds: dict[str, float] | None = None, indent: str = "  ") -> str:
-    """The quality table for people: one line per rung, in the order tried."""
-    seconds = seconds or {}
-    lines = [f"{indent}{'rung':<20} {'result':<8} {'size MB':>8} {'mean KLD':>9} {'PPL x':>7} {'top-1':>6} {'time':>6}"]
-    for row in rows:
-        if row["status"] == "skipped":
-            lines.append(f"{indent}{row['rung']:<20} skipped  {row['reason'][:90]}")
-            continue
-        took = f"{seconds[row['rung']]:.0f} s" if row["rung"] in seconds else ""
-        lines.append(
-            f"{indent}{row['rung']:<20} {row['status']:<8} {row['bundle_bytes'] / MB:>8.1f} {row['mean_kld']:>9.5f} "
-            f"{row['ppl_ratio']:>7.3f} {row['top1_agreement']:>6.1%} {took:>6}"
-            + (f"  missed: {'; '.join(row['misses'])}" if row["misses"] else "")
-        )
-    return "\n".join(lines)

@@ -2,12 +2,15 @@
 
     resolve   model + target + recipe -> BuildPlan        (seconds; all input errors surface here)
     fit       BuildPlan -> MemoryEstimate, or FitError    (before any long work)
-    convert   backend writes the runtime's files          (Olive / ONNX Runtime GenAI builder)
-    drift     bundle vs the full-precision model; over budget -> DriftBudgetExceeded, report kept aside
-    bundle    shim, device README, manifest; atomic move into place
+    convert   the target's backend writes the runtime's files, and the bundle's shim.py is added
+    drift     the staged bundle, through its own shim, vs the full-precision model; over budget: refused
+    bundle    device README, manifest; atomic move into place
 
 No stage reaches into another's internals: the backend only sees the plan and
-folders, the bundle stage only sees files and the plan.
+folders, the drift stage only the staged bundle's shim, the bundle stage only
+files and the plan. `build_gated` is one build through the gate, returning
+what it found either way (the quality ladder climbs with it); `build` is the
+fixed build, which raises DriftBudgetExceeded for a bundle over budget.
 """
 
 from __future__ import annotations
@@ -17,34 +20,36 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
 from tqdm import tqdm
 
-from edgeqwen.backends import backend_for, runtime_requirement
+from edgeqwen.backends import backend_for
 from edgeqwen.bench.bandwidth import decode_ceiling
 from edgeqwen.bench.predict import prediction_line
-from edgeqwen.bench.traffic import bytes_per_token
 from edgeqwen.bundle import manifest as manifest_format
 from edgeqwen.bundle.readme import device_readme
+from edgeqwen.bundle.shim_file import write_shim
 from edgeqwen.bundle.writer import StagedBundle
 from edgeqwen.cache import BuildCache, cache_key, copy_entry, source_sha256
 from edgeqwen.drift.evaldata import load_eval_data
 from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, measure_drift
 from edgeqwen.drift.gate import DriftBudgetExceeded
 from edgeqwen.drift.report import REPORT_FILES, write_report
-from edgeqwen.errors import BuildError
+from edgeqwen.errors import BuildError, WorkerError
 from edgeqwen.fit import MemoryEstimate, check_fit
 from edgeqwen.models import ModelSource, resolve_model
 from edgeqwen.plan import BuildPlan, resolve_plan
+from edgeqwen.quality import QualityRecord, QualityRow, Row, format_table, with_times
 from edgeqwen.recipes import Recipe, load_recipe, recipe_for_model_type
+from edgeqwen.rungs import apply_rung, load_rung
 from edgeqwen.schema import to_dict
 from edgeqwen.targets import TargetProfile, load_target
 
 CACHE_NOTES = {"bundle": " (cached bundle)", "conversion": " (cached conversion)", "none": ""}
 ENGINE_FACTS = "engine_facts.json"  # kept beside a cached conversion, not shipped in the bundle
-SHIM_SOURCE = Path(__file__).parent / "bundle" / "shim.py"
 MB = 1024 * 1024
 
 
@@ -60,9 +65,7 @@ class BuildRequest:
     eval_data: Optional[Path] = None  # None: the shipped held-out corpus
     eval_tokens: int = DEFAULT_EVAL_TOKENS
     drift_overrides: Optional[dict] = None  # max_ppl_ratio / max_mean_kld / min_top1_agreement
-    quality: str = "fixed"  # "auto": edgeqwen.ladder tries rungs; each attempt is a fixed build of one rung
     rung: Optional[str] = None  # a rung of recipes/rungs/ on top of the recipe
-    quality_trail: tuple = ()  # the rows of the rungs tried before this one (auto mode)
     skip_drift: bool = False  # random-weight benchmark models only: no drift measured, and the manifest says so
     calib_data: Optional[Path] = None  # None: the train split of the shipped corpus
 
@@ -90,6 +93,11 @@ class BuildResult:
     def bundle_dir(self) -> Path:
         return self.resolved.destination
 
+    @cached_property
+    def model_file_bytes(self) -> int:
+        """The model's graphs and weights (every role the backend names), without tokenizer, shim and docs."""
+        return model_file_bytes(self.manifest, backend_for(self.resolved.plan.engine).model_files(self.bundle_dir))
+
     def to_dict(self) -> dict:
         plan, source = self.resolved.plan, self.resolved.source
         return {
@@ -100,14 +108,14 @@ class BuildResult:
             "recipe": plan.recipe,
             "plan_hash": plan.hash(),
             "bundle_bytes": self.manifest["bundle_bytes"],
-            "model_file_bytes": model_file_bytes(self.manifest),
+            "model_file_bytes": self.model_file_bytes,
             "fp16_checkpoint_bytes": fp16_checkpoint_bytes(source),
             "size_ratio_vs_fp16": round(self.manifest["bundle_bytes"] / fp16_checkpoint_bytes(source), 4),
-            "model_file_ratio_vs_fp16": round(model_file_bytes(self.manifest) / fp16_checkpoint_bytes(source), 4),
+            "model_file_ratio_vs_fp16": round(self.model_file_bytes / fp16_checkpoint_bytes(source), 4),
             "memory_estimate": self.resolved.memory.to_dict(),
             "drift": ({"skipped": True} if self.drift.get("skipped")
                       else {"passed": self.drift["passed"], **self.drift["summary"]}),
-            "quality": quality_with_times(self.drift["quality"], self.rung_seconds),
+            "quality": with_times(self.drift["quality"], self.rung_seconds),
             "cache_hit": self.cache_hit,
             "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
         }
@@ -150,15 +158,9 @@ def drift_line(report: dict) -> str:
     )
 
 
-def quality_with_times(quality: dict, seconds: dict[str, float]) -> dict:
-    return {**quality, "rung_seconds": {name: round(s, 1) for name, s in seconds.items()}}
-
-
 def quality_lines(quality: dict, seconds: dict[str, float]) -> str:
     if quality["mode"] != "auto" or quality["chosen"] is None:  # fixed, or no rung applied (the recipe as is)
         return ""
-    from edgeqwen.ladder import format_table
-
     tried = len([r for r in quality["tried"] if r["status"] != "skipped"])
     return (f"  quality  rung {quality['chosen']} chosen by --quality auto ({tried} tried, smallest first):\n"
             + format_table(quality["tried"], seconds, indent=" " * 11) + "\n")
@@ -168,13 +170,9 @@ def rejected_report_dir(destination: Path) -> Path:
     return destination.parent / f"{destination.name}.drift-rejected"
 
 
-def model_file_bytes(manifest: dict) -> int:
-    """The model graph and its weights (ONNX or OpenVINO IR), without tokenizer, shim and docs."""
-    return sum(entry["size"] for name, entry in manifest["files"].items() if is_model_file(name))
-
-
-def is_model_file(name: str) -> bool:
-    return name.startswith(("model.onnx", "openvino_model."))
+def model_file_bytes(manifest: dict, roles: dict[str, tuple[str, ...]]) -> int:
+    names = {name for files in roles.values() for name in files}
+    return sum(entry["size"] for name, entry in manifest["files"].items() if name in names)
 
 
 def fp16_checkpoint_bytes(source: ModelSource) -> int:
@@ -192,12 +190,9 @@ def resolve(request: BuildRequest, shared: "SharedWork | None" = None) -> Resolv
     source = shared.model(request.model) if shared else resolve_model(request.model)
     recipe = load_recipe(request.recipe) if request.recipe else recipe_for_model_type(source.model_type)
     if request.rung:
-        from edgeqwen.ladder import apply_rung, load_rung
-
         recipe = apply_rung(recipe, load_rung(request.rung))
     plan = resolve_plan(source, target, recipe, request.precision, request.context_length, request.drift_overrides,
                         request.calib_data)
-    backend_for(plan.engine).check_supported(plan)  # what the engine or device cannot run, before the fit check
     memory = check_fit(plan)
     destination = request.out or default_destination(source, target)
     return ResolvedBuild(source, target, recipe, plan, memory, destination)
@@ -217,7 +212,7 @@ class SharedWork:
         return self.sources[spec]
 
 
-def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest) -> str:
+def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest, quality: QualityRecord) -> str:
     """Everything a finished bundle's bytes depend on."""
     return cache_key(
         kind="bundle",
@@ -228,7 +223,7 @@ def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest) -> str:
         code=source_sha256(Path(__file__).parent),  # the shim, README, report and manifest writers
         eval_data=load_eval_data(request.eval_data).sha256,
         eval_tokens=request.eval_tokens,
-        quality={"mode": request.quality, "trail": list(request.quality_trail)},  # both land in drift.json
+        quality=quality.to_dict(),  # the rungs tried before this one land in drift.json
         skip_drift=request.skip_drift,
     )
 
@@ -239,33 +234,76 @@ def conversion_cache_key(resolved: ResolvedBuild) -> str:
                      tools=manifest_format.tool_versions())
 
 
+@dataclass
+class GatedBuild:
+    """One build through the drift gate: the bundle, moved into place, when it passed; what it measured either way."""
+
+    row: Optional[QualityRow]  # None when the gate was skipped
+    result: Optional[BuildResult]  # None when the bundle missed its budget (nothing was written)
+    refusal: str = ""  # why it missed, with the report kept aside and what to try
+
+
 def build(request: BuildRequest, cache: BuildCache | None = None, shared: SharedWork | None = None) -> BuildResult:
-    """Build one bundle. `cache=None` builds everything afresh; `shared` carries work between targets."""
+    """Build one bundle of the target's recipe (and --rung); DriftBudgetExceeded if it misses its budget."""
+    gated = build_gated(request, cache, shared)
+    if gated.result is None:
+        raise DriftBudgetExceeded(gated.refusal)
+    return gated.result
+
+
+def build_gated(request: BuildRequest, cache: BuildCache | None = None, shared: SharedWork | None = None, *,
+                mode: str = "fixed", earlier: tuple[Row, ...] = ()) -> GatedBuild:
+    """Build one bundle through the drift gate. `mode` and the rows of the rungs tried `earlier` go into the
+    bundle's quality record. `cache=None` builds everything afresh; `shared` carries work between builds."""
     timings: dict[str, float] = {}
     started = time.monotonic()
     resolved = resolve(request, shared)  # input errors surface here, before any progress output
     timings["resolve"] = time.monotonic() - started
+    before = QualityRecord(mode, request.rung, earlier)
 
     staged = StagedBundle(resolved.destination, request.force)
     with staged as staging:  # refuses an existing destination without --force, before any long work
-        bundle_key = bundle_cache_key(resolved, request)
+        bundle_key = bundle_cache_key(resolved, request, before)
         cached = cache.lookup("bundle", bundle_key) if cache else None
         if cached:
             copy_entry(cached, staging)
             drift = json.loads((staging / "drift.json").read_text())
             manifest = manifest_format.read_manifest(staging)
             cache_status = "bundle"
+            row = last_row(drift)
         else:
-            cache_status, manifest, drift = fresh_build(resolved, request, staging, cache, shared, timings)
+            cache_status, gate = fresh_build(resolved, request, before, staging, cache, shared, timings)
+            if gate.refusal:  # the staged bundle is discarded when the `with` block ends
+                return GatedBuild(gate.row, None, gate.refusal)
+            manifest, drift, row = gate.manifest, gate.report, gate.row
             if cache:
                 cache.store("bundle", bundle_key, staging)
         staged.commit()  # the only move into place: nothing reaches the destination before this
     timings["total"] = time.monotonic() - started
-    return BuildResult(resolved, manifest, drift, timings, cache_status)
+    return GatedBuild(row, BuildResult(resolved, manifest, drift, timings, cache_status))
 
 
-def fresh_build(resolved, request, staging, cache, shared, timings) -> tuple[str, dict, dict]:
-    """convert (or reuse a cached conversion) -> drift gate -> bundle files, all inside `staging`."""
+def last_row(drift: dict) -> Optional[QualityRow]:
+    """A cached bundle's own quality row, read back from its drift.json."""
+    tried = drift["quality"]["tried"]
+    return QualityRow(**{**tried[-1], "misses": tuple(tried[-1]["misses"])}) if tried else None
+
+
+@dataclass
+class Gate:
+    """What the drift stage decided about a staged bundle."""
+
+    report: dict  # drift.json (or the stand-in when the gate was skipped)
+    row: Optional[QualityRow]  # None when skipped
+    refusal: str = ""  # set when the bundle missed its budget
+    manifest: Optional[dict] = None  # written once the bundle passed
+
+
+def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared, timings) -> tuple[str, Gate]:
+    """convert (or reuse a cached conversion) -> drift gate -> bundle files, all inside `staging`.
+
+    Returns the cache status and the gate's decision (with the manifest, when the bundle passed).
+    """
     backend = backend_for(resolved.plan.engine)
     stages = tqdm(total=3, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
     with stages:
@@ -285,21 +323,25 @@ def fresh_build(resolved, request, staging, cache, shared, timings) -> tuple[str
         engine_facts = json.loads((staging / ENGINE_FACTS).read_text())
         (staging / ENGINE_FACTS).unlink()
         backend.finalize(resolved.plan, staging)
+        write_shim(staging / "shim.py")  # before the drift stage, which runs the bundle through it
         timings["convert"] = time.monotonic() - started
         stages.update(1)
 
         started = time.monotonic()
         stages.set_postfix_str("drift")
-        drift = skipped_drift(request) if request.skip_drift else gate_drift(resolved, staging, request, shared)
+        gate = Gate(skipped_drift(before), None) if request.skip_drift else gate_drift(resolved, staging, request,
+                                                                                      before, shared)
+        if gate.refusal:
+            return cache_status, gate
         timings["drift"] = time.monotonic() - started
         stages.update(1)
 
         started = time.monotonic()
         stages.set_postfix_str("bundle")
-        manifest = write_bundle(resolved, staging, engine_facts, drift)
+        gate.manifest = write_bundle(resolved, staging, engine_facts, gate.report)
         timings["bundle"] = time.monotonic() - started
         stages.update(1)
-    return cache_status, manifest, drift
+    return cache_status, gate
 
 
 def convert_in_work_folder(resolved, backend, cache: BuildCache | None, key: str) -> tuple[Path, Path]:
@@ -323,64 +365,65 @@ def convert_in_work_folder(resolved, backend, cache: BuildCache | None, key: str
     return work_dir, cache.store("conversion", key, converted)
 
 
-def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, shared: SharedWork | None) -> dict:
-    """Measure the staged bundle; write the report into it, or aside and raise if over budget."""
-    report, per_token_kld = measure_drift(
-        staging,
-        resolved.plan.to_dict(),
-        resolved.source.path,
-        request.eval_data,
-        request.eval_tokens,
-        reference_memo=shared.reference_memo if shared else None,
-    )
+def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, before: QualityRecord,
+               shared: SharedWork | None) -> Gate:
+    """Measure the staged bundle; write the report into it, or aside (with the refusal) if over budget."""
+    try:
+        report, per_token_kld = measure_drift(
+            staging,
+            resolved.plan,
+            resolved.source.path,
+            request.eval_data,
+            request.eval_tokens,
+            reference_memo=shared.reference_memo if shared else None,
+        )
+    except WorkerError as e:
+        raise BuildError(f"the staged bundle did not run through its own shim: {e}") from None
     row = quality_row(resolved, request, report, staging)
     if report["passed"]:
-        report["quality"] = {"mode": request.quality, "chosen": request.rung, "tried": [*request.quality_trail, row]}
+        report["quality"] = QualityRecord(before.mode, before.chosen, (*before.tried, row)).to_dict()
         write_report(staging, report, per_token_kld)
         shutil.rmtree(rejected_report_dir(resolved.destination), ignore_errors=True)  # an earlier failure's report
-        return report
+        return Gate(report, row)
     kept = rejected_report_dir(resolved.destination)
     shutil.rmtree(kept, ignore_errors=True)
     write_report(kept, report, per_token_kld)
     misses = "\n".join(f"  - {m}" for m in report["miss_descriptions"])
     tips = "\n".join(f"  - {t}" for t in report["suggestions"])
-    error = DriftBudgetExceeded(
-        f"the {resolved.plan.target} bundle of {resolved.plan.model.id} misses its drift budget, so it was not "
-        f"written to {resolved.destination}:\n{misses}\nReport: {kept}/drift.md\nTry:\n{tips}"
-    )
-    error.quality_row = row
-    raise error
+    refusal = (f"the {resolved.plan.target} bundle of {resolved.plan.model.id} misses its drift budget, so it was not "
+               f"written to {resolved.destination}:\n{misses}\nReport: {kept}/drift.md\nTry:\n{tips}")
+    return Gate(report, row, refusal)
 
 
 SKIP_DRIFT_REASON = "--skip-drift: accuracy not measured; for random-weight benchmark models only"
 
 
-def skipped_drift(request: BuildRequest) -> dict:
+def skipped_drift(before: QualityRecord) -> dict:
     """The stand-in for a drift report when the gate was skipped: it says so, and nothing else."""
     return {"skipped": True, "reason": SKIP_DRIFT_REASON, "passed": None,
-            "quality": {"mode": request.quality, "chosen": request.rung, "tried": []}}
+            "quality": QualityRecord(before.mode, before.chosen, ()).to_dict()}
 
 
-def quality_row(resolved: ResolvedBuild, request: BuildRequest, report: dict, staging: Path) -> dict:
-    """One line of the quality table: what this build is, its size and drift (no times: bundles stay reproducible)."""
-    s, plan = report["summary"], resolved.plan.to_dict()
-    return {
-        "rung": request.rung or resolved.recipe.name,
-        "status": "passed" if report["passed"] else "failed",
-        "quantization": plan["quantization"],
-        "nncf": plan["nncf"],
-        "bundle_bytes": sum(p.stat().st_size for p in staging.iterdir() if p.is_file()),
-        "estimated_weights_bytes": resolved.memory.weights_bytes,
-        "mean_kld": s["mean_kld"],
-        "ppl_ratio": s["ppl_ratio"],
-        "top1_agreement": s["top1_agreement"],
-        "misses": report["miss_descriptions"],
-    }
+def quality_row(resolved: ResolvedBuild, request: BuildRequest, report: dict, staging: Path) -> QualityRow:
+    """This build's line of the quality table: what it is, its size and drift (no times: bundles stay reproducible)."""
+    s, plan = report["summary"], resolved.plan
+    return QualityRow(
+        rung=request.rung or resolved.recipe.name,
+        status="passed" if report["passed"] else "failed",
+        quantization=to_dict(plan.quantization),
+        engine_options=to_dict(plan.engine_options),
+        bundle_bytes=sum(p.stat().st_size for p in staging.iterdir() if p.is_file()),
+        estimated_weights_bytes=resolved.memory.weights_bytes,
+        mean_kld=s["mean_kld"],
+        ppl_ratio=s["ppl_ratio"],
+        top1_agreement=s["top1_agreement"],
+        misses=tuple(report["miss_descriptions"]),
+    )
 
 
-def speed_facts(staging: Path, target: TargetProfile) -> dict:
+def speed_facts(staging: Path, plan: BuildPlan, target: TargetProfile) -> dict:
     """Weights read per decoded token, and the decode ceiling that sets on the target's memory bandwidth."""
-    per_token = bytes_per_token(staging)
+    per_token = backend_for(plan.engine).bytes_per_token(staging)
     bandwidth = target.hardware.memory_bandwidth_gbps
     return {"bytes_per_token": per_token, "target_bandwidth_gbps": bandwidth,
             "decode_ceiling_tok_s": round(decode_ceiling(bandwidth * 1e9, per_token), 1)}
@@ -400,8 +443,7 @@ def drift_facts(drift: dict) -> dict:
 
 def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, drift: dict) -> dict:
     plan, target = resolved.plan, resolved.target
-    shutil.copyfile(SHIM_SOURCE, staging / "shim.py")
-    requirement = runtime_requirement(plan.engine, plan.device)
+    requirement = backend_for(plan.engine).runtime_requirement(plan)
     staged_files = [p for p in staging.iterdir() if p.is_file()]
     files = sorted([p.name for p in staged_files] + ["README.md"])
     bundle_bytes = sum(p.stat().st_size for p in staged_files)  # all but the README being written
@@ -424,7 +466,7 @@ def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, dri
         "memory_estimate": resolved.memory.to_dict(),
         "quality": drift["quality"],
         "drift": drift_facts(drift),
-        "speed": speed_facts(staging, target),
+        "speed": speed_facts(staging, plan, target),
         "engine": engine_facts,
         "tools": manifest_format.tool_versions(),
     }

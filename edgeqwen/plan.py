@@ -2,7 +2,13 @@
 
 The plan is everything a backend needs to know and nothing it has to look up:
 printed by `--dry-run`, hashed as the identity of a build, and stored in the
-bundle's manifest so a bundle says exactly how it was made.
+bundle's manifest so a bundle says exactly how it was made. It reads back from
+that JSON into the same typed object (`BuildPlan.from_dict`), plans of every
+plan_version included.
+
+Its `quantization` holds what every engine means the same way; `engine_options`
+is the engine's own typed section (the backend's `options_type`): ONNX Runtime
+GenAI's accuracy level and algorithm, OpenVINO's NNCF options.
 """
 
 from __future__ import annotations
@@ -12,15 +18,18 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
+from edgeqwen.backends import backend_for
 from edgeqwen.errors import PlanError
 from edgeqwen.models import ModelSource
-from edgeqwen.recipes import BackupPrecision, Recipe
-from edgeqwen.schema import to_dict
-from edgeqwen.targets import BLOCK_SIZES, CHANNEL_WISE, DriftBudget, Quantization, TargetProfile
+from edgeqwen.recipes import Recipe
+from edgeqwen.schema import from_dict, to_dict
+from edgeqwen.targets import CHANNEL_WISE, DriftBudget, TargetProfile, WeightQuantization
 
-PLAN_VERSION = 1
+# 1: the ONNX Runtime options inside `quantization` and NNCF's as `nncf`, for every engine;
+# 2: each engine's options in `engine_options` (format_version 2 manifests).
+PLAN_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -46,22 +55,6 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
-class NncfOptions:
-    """NNCF weight-compression options beyond the precision itself (OpenVINO targets only)."""
-
-    ratio: float = 1.0
-    backup_precision: BackupPrecision = "int8_asym"  # NNCF's own default
-    awq: bool = False
-    scale_estimation: bool = False
-    gptq: bool = False
-    calibration_samples: int = 64
-
-    @property
-    def data_aware(self) -> bool:
-        return self.awq or self.scale_estimation or self.gptq or self.ratio < 1.0
-
-
-@dataclass(frozen=True)
 class CalibrationRef:
     """The calibration text a data-aware plan is fitted on: named and hashed in the plan, read at conversion."""
 
@@ -78,16 +71,41 @@ class BuildPlan:
     engine: str
     device: str
     threads: int
-    quantization: Quantization
+    quantization: WeightQuantization
+    engine_options: Any  # the backend's options_type for `engine`
     context_length: int
     memory_budget_mb: int
     drift: DriftBudget
-    nncf: Optional[NncfOptions] = None  # set for OpenVINO targets
     calibration: Optional[CalibrationRef] = None  # set when the quantization is fitted on text
     plan_version: int = PLAN_VERSION
 
     def to_dict(self) -> dict:
         return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "plan") -> "BuildPlan":
+        """The typed plan from its JSON form (any plan_version this edgeqwen knows), every problem named."""
+        from edgeqwen.errors import BundleError
+
+        if not isinstance(data, dict) or "engine" not in data:
+            raise BundleError(f"{where}: not a build plan (expected an object with an 'engine')")
+        try:
+            backend = backend_for(data["engine"])
+        except PlanError as e:
+            raise BundleError(f"{where}: {e}") from None
+        version = data.get("plan_version", 1)
+        if version == 1:
+            data = upgrade_v1(data, backend)
+        elif version != PLAN_VERSION:
+            raise BundleError(f"{where}: plan_version {version!r}; this edgeqwen reads 1 and {PLAN_VERSION}")
+        plan = from_dict(cls, data, path=Path(where), error_cls=BundleError)
+        options = from_dict(backend.options_type, plan.engine_options, path=Path(f"{where}.engine_options"),
+                            error_cls=BundleError)
+        return dataclasses.replace(plan, engine_options=options)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "plan") -> "BuildPlan":
+        return cls.from_dict(json.loads(text), where)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -118,19 +136,24 @@ def model_ref(source: ModelSource) -> ModelRef:
     )
 
 
-def resolve_quantization(target: TargetProfile, recipe: Recipe, precision: Optional[str]) -> Quantization:
-    base = target.quantization
+def upgrade_v1(data: dict, backend) -> dict:
+    """A plan_version 1 plan in today's layout: the engine's options moved into engine_options."""
+    quantization = {k: v for k, v in data["quantization"].items() if k not in ("accuracy_level", "algorithm")}
+    rest = {k: v for k, v in data.items() if k != "nncf"}
+    return {**rest, "quantization": quantization, "engine_options": backend.upgrade_v1_options(data),
+            "plan_version": PLAN_VERSION}
+
+
+def resolve_quantization(target: TargetProfile, recipe: Recipe, precision: Optional[str]) -> WeightQuantization:
+    """The shared weight settings: the target's, the recipe's on top, then --precision."""
+    shared = {f.name for f in dataclasses.fields(WeightQuantization)}
     overrides = {
         k: v
         for k, v in dataclasses.asdict(recipe.quantization).items()
-        if v is not None and k != "max_block_size"
+        if v is not None and k in shared
     }
-    values = {**dataclasses.asdict(base), **overrides}
-    cap = recipe.quantization.max_block_size
-    # The NPU compiles only the documented groupings (128 or channel-wise); there the recipe's accuracy
-    # help comes from its [nncf] calibration options instead of finer groups.
-    if target.runtime.device == "npu":
-        cap = None
+    values = {**{k: v for k, v in dataclasses.asdict(target.quantization).items() if k in shared}, **overrides}
+    cap = backend_for(target.runtime.engine).block_size_cap(target.runtime.device, recipe.quantization.max_block_size)
     if cap is not None and (values["block_size"] == CHANNEL_WISE or values["block_size"] > cap):
         values["block_size"] = cap  # channel-wise is the coarsest grouping of all
     if precision is not None:
@@ -141,7 +164,7 @@ def resolve_quantization(target: TargetProfile, recipe: Recipe, precision: Optio
     elif values["weights"] == "int8":
         values["embeddings"] = "int8" if values["embeddings"] == "int4" else values["embeddings"]
         values["lm_head"] = "int8" if values["lm_head"] == "int4" else values["lm_head"]
-    return Quantization(**values)
+    return WeightQuantization(**values)
 
 
 def resolve_plan(
@@ -153,11 +176,11 @@ def resolve_plan(
     drift_overrides: Optional[dict] = None,
     calib_data: Optional[Path] = None,
 ) -> BuildPlan:
-    """Precedence, lowest first: target profile, recipe, command line."""
+    """Precedence, lowest first: target profile, recipe, command line. Every input error surfaces here."""
     model = model_ref(source)
     quantization = resolve_quantization(target, recipe, precision)
     check_precision_for_device(quantization, target)
-    check_block_size(quantization, model, target.runtime.engine)
+    check_block_size(quantization, model)
     if context_length is not None and context_length > model.max_position_embeddings:
         raise PlanError(
             f"--context-length {context_length}: {model.id} supports at most {model.max_position_embeddings} tokens"
@@ -166,9 +189,9 @@ def resolve_plan(
     drift_values = dataclasses.asdict(target.drift)
     drift_values.update({k: v for k, v in dataclasses.asdict(recipe.drift).items() if v is not None})
     drift_values.update({k: v for k, v in (drift_overrides or {}).items() if v is not None})
-    nncf = resolve_nncf(recipe) if target.runtime.engine == "openvino" else None
-    fitted = quantization.algorithm == "gptq" or (nncf is not None and nncf.data_aware)
-    return BuildPlan(
+    backend = backend_for(target.runtime.engine)
+    options = backend.resolve_options(target, recipe)
+    plan = BuildPlan(
         model=model,
         target=target.name,
         recipe=recipe.name,
@@ -176,12 +199,14 @@ def resolve_plan(
         device=target.runtime.device,
         threads=target.runtime.threads,
         quantization=quantization,
+        engine_options=options,
         context_length=context,
         memory_budget_mb=target.limits.memory_budget_mb,
         drift=DriftBudget(**drift_values),
-        nncf=nncf,
-        calibration=calibration_ref(calib_data) if fitted else None,
+        calibration=calibration_ref(calib_data) if options.needs_calibration else None,
     )
+    backend.check_supported(plan)  # what the engine or device cannot run, before the fit check
+    return plan
 
 
 def calibration_ref(path: Optional[Path]) -> CalibrationRef:
@@ -193,12 +218,7 @@ def calibration_ref(path: Optional[Path]) -> CalibrationRef:
     return CalibrationRef(source=data.source, sha256=data.sha256, path=str(path) if path else None)
 
 
-def resolve_nncf(recipe: Recipe) -> NncfOptions:
-    chosen = {k: v for k, v in dataclasses.asdict(recipe.nncf).items() if v is not None}
-    return NncfOptions(**chosen)
-
-
-def check_precision_for_device(q: Quantization, target: TargetProfile) -> None:
+def check_precision_for_device(q: WeightQuantization, target: TargetProfile) -> None:
     device = target.runtime.device
     if q.weights == "fp16" and device == "cpu":
         raise PlanError(
@@ -209,17 +229,12 @@ def check_precision_for_device(q: Quantization, target: TargetProfile) -> None:
         raise PlanError(f"--precision fp32 on target {target.name!r} ({device}): choose int4, int8 or fp16")
 
 
-def check_block_size(q: Quantization, model: ModelRef, engine: str) -> None:
+def check_block_size(q: WeightQuantization, model: ModelRef) -> None:
     """Block-wise INT4/INT8 needs every quantized input dimension to be a whole number of blocks."""
     if q.weights not in ("int4", "int8"):
         return
     if q.block_size == CHANNEL_WISE:
-        if engine != "openvino":
-            raise PlanError(
-                f"block_size = {CHANNEL_WISE} (channel-wise) is an OpenVINO (NNCF) option; ONNX Runtime "
-                f"quantizes in blocks of {', '.join(map(str, BLOCK_SIZES))}"
-            )
-        return  # one scale per output channel fits any shape
+        return  # one scale per output channel fits any shape (engines without it refuse it themselves)
     dims = {
         "hidden_size": model.hidden_size,
         "intermediate_size": model.intermediate_size,

@@ -56,6 +56,8 @@ def describe_type(tp: Any) -> str:
 
 def _convert(tp: Any, value: Any, key: str, problems: list[str]) -> Any:
     label = key or "(top level)"
+    if tp is Any:  # a section another schema reads (a plan's engine_options: its backend's type)
+        return value
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(tp, value, key, problems)

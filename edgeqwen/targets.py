@@ -19,13 +19,10 @@ from edgeqwen.schema import load_file, load_named
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-Engine = Literal["onnxruntime-genai", "openvino"]
 Device = Literal["cpu", "cuda", "gpu", "npu"]
 WeightPrecision = Literal["int4", "int8", "fp16", "fp32"]
 TablePrecision = Literal["int4", "int8", "float"]
 
-# Which devices each engine can target: an ONNX Runtime execution provider, or an OpenVINO device.
-ENGINE_DEVICES = {"onnxruntime-genai": ("cpu", "cuda"), "openvino": ("cpu", "gpu", "npu")}
 BLOCK_SIZES = (16, 32, 64, 128, 256)
 # -1: one scale per output channel (NNCF's group_size = -1). OpenVINO only; ONNX Runtime needs blocks.
 CHANNEL_WISE = -1
@@ -49,39 +46,57 @@ class Hardware:
 
 @dataclass(frozen=True)
 class Runtime:
-    engine: Engine
+    engine: str  # a registered backend (edgeqwen/backends): its name, and the devices it can target
     device: Device
     threads: int
 
     def __post_init__(self):
-        if self.device not in ENGINE_DEVICES[self.engine]:
+        from edgeqwen.backends import registry
+
+        if self.engine not in registry():
+            raise ValueError(f"engine = {self.engine!r}: expected one of {', '.join(map(repr, registry()))}")
+        devices = registry()[self.engine].devices
+        if self.device not in devices:
             raise ValueError(
                 f"device {self.device!r} is not available with engine {self.engine!r} "
-                f"(choose one of {', '.join(ENGINE_DEVICES[self.engine])})"
+                f"(choose one of {', '.join(devices)})"
             )
         if self.threads < 1:
             raise ValueError(f"threads = {self.threads}: must be at least 1")
 
 
 @dataclass(frozen=True)
-class Quantization:
-    """How weights are stored. `embeddings` and `lm_head` are the two vocabulary-sized tables."""
+class WeightQuantization:
+    """How weights are stored, in terms every engine shares (the plan's `quantization`).
+
+    `embeddings` and `lm_head` are the two vocabulary-sized tables.
+    """
 
     weights: WeightPrecision
     block_size: int
     symmetric: bool
-    accuracy_level: int
     embeddings: TablePrecision
     lm_head: TablePrecision
-    # rtn / k_quant: the ONNX Runtime GenAI builder's own; gptq: Olive's GPTQ pass on the checkpoint first,
-    # fitted on calibration text (ONNX Runtime targets; OpenVINO's GPTQ is the [nncf] gptq option).
-    algorithm: Literal["rtn", "k_quant", "gptq"] = "rtn"
 
     def __post_init__(self):
         if self.block_size not in BLOCK_SIZES + (CHANNEL_WISE,):
             raise ValueError(
                 f"block_size = {self.block_size}: expected one of {BLOCK_SIZES}, or {CHANNEL_WISE} for channel-wise"
             )
+
+
+@dataclass(frozen=True)
+class Quantization(WeightQuantization):
+    """A target's [quantization] table: the shared settings, plus two the ONNX Runtime GenAI backend reads
+    into its own plan options (other engines refuse values that would not apply to them)."""
+
+    accuracy_level: int
+    # rtn / k_quant: the ONNX Runtime GenAI builder's own; gptq: Olive's GPTQ pass on the checkpoint first,
+    # fitted on calibration text (ONNX Runtime targets; OpenVINO's GPTQ is the [nncf] gptq option).
+    algorithm: Literal["rtn", "k_quant", "gptq"] = "rtn"
+
+    def __post_init__(self):
+        super().__post_init__()
         if self.accuracy_level not in ACCURACY_LEVELS:
             raise ValueError(f"accuracy_level = {self.accuracy_level}: expected one of {ACCURACY_LEVELS}")
 

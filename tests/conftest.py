@@ -11,8 +11,11 @@ import io
 import json
 import shutil
 import struct
+import subprocess
+import venv
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,18 @@ def demo_bundle(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "pi5"
     assert main(["build", "--target", "raspberry-pi-5", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def device_python(tmp_path_factory):
+    """A virtualenv with only the ONNX Runtime GenAI runtime, as on the device (needs PyPI)."""
+    env_dir = tmp_path_factory.mktemp("device") / "env"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run([python, "-m", "pip", "install", "-q", f"onnxruntime-genai=={version('onnxruntime-genai')}"],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr
+    names = {p["name"].lower() for p in json.loads(subprocess.run(
+        [python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout)}
+    assert not names & {"torch", "transformers", "edgeqwen", "olive-ai", "openai"}
+    return python

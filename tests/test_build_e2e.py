@@ -17,7 +17,8 @@ import onnxruntime_genai as og
 import pytest
 from onnx import helper
 
-from edgeqwen.bundle.manifest import sha256_file
+from edgeqwen.bundle.manifest import FORMAT_VERSION
+from edgeqwen.hashing import sha256_file
 from edgeqwen.targets import load_all_targets
 
 ORT_TARGETS = [t for t in load_all_targets() if t.runtime.engine == "onnxruntime-genai"]
@@ -52,7 +53,7 @@ def graph_summary(bundle):
 
 def check_manifest(bundle):
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION
     on_disk = sorted(p.name for p in bundle.iterdir() if p.name != "manifest.json")
     assert sorted(manifest["files"]) == on_disk
     assert manifest["drift"]["passed"] and {"drift.json", "drift.md", "drift.png"} <= set(on_disk)

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeqwen.backends import buildable_engines
+from edgeqwen.backends import engines
 from edgeqwen.cli import make_parser
 from edgeqwen.targets import load_all_targets
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BUILDABLE = sorted(t.name for t in load_all_targets() if t.runtime.engine in buildable_engines())
-PLANNING_ONLY = sorted(t.name for t in load_all_targets() if t.runtime.engine not in buildable_engines())
+BUILDABLE = sorted(t.name for t in load_all_targets() if t.runtime.engine in engines())
+PLANNING_ONLY = sorted(t.name for t in load_all_targets() if t.runtime.engine not in engines())
 
 
 @pytest.fixture(scope="module")

@@ -4,31 +4,36 @@ import ast
 import json
 import sys
 
-
-from edgeqwen.pipeline import SHIM_SOURCE
+from edgeqwen.bundle.shim_file import SHIM_PACKAGE, assemble
+from edgeqwen.shim import MODULES
 
 STDLIB = set(sys.stdlib_module_names)
-RUNTIME_MODULES = {"OrtGenaiRuntime": "onnxruntime_genai", "OpenVinoRuntime": "openvino_genai"}
+# The runtime each adapter module imports (inside its functions); every other shim module needs the stdlib only.
+RUNTIME_MODULES = {"ort_genai": {"onnxruntime_genai"}, "openvino": {"openvino_genai", "openvino", "numpy"}}
 
 
 def imported_modules(tree) -> set[str]:
+    """Absolute imports anywhere in `tree` (a shim module's relative imports are the package itself)."""
     return {
         (alias.name if isinstance(node, ast.Import) else node.module).split(".")[0]
         for node in ast.walk(tree)
-        if isinstance(node, (ast.Import, ast.ImportFrom))
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0)
         for alias in node.names
     }
 
 
+def module_level(tree) -> ast.Module:
+    return ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], type_ignores=[])
+
+
 def test_shim_imports_only_the_standard_library_and_each_runtime_only_where_it_is_used():
-    tree = ast.parse(SHIM_SOURCE.read_text())
-    top_level = imported_modules(ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))],
-                                            type_ignores=[]))
-    assert top_level <= STDLIB
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name in RUNTIME_MODULES:
-            assert imported_modules(node) - STDLIB == {RUNTIME_MODULES[node.name]}
-    assert imported_modules(tree) - STDLIB == set(RUNTIME_MODULES.values())
+    for module in MODULES:
+        tree = ast.parse((SHIM_PACKAGE / f"{module}.py").read_text())
+        assert imported_modules(module_level(tree)) <= STDLIB, module
+        assert imported_modules(tree) - STDLIB == RUNTIME_MODULES.get(module, set()), module
+    shipped = ast.parse(assemble())  # the one file a bundle ships
+    assert imported_modules(module_level(shipped)) <= STDLIB
+    assert imported_modules(shipped) - STDLIB == set().union(*RUNTIME_MODULES.values())
 
 
 def test_demo_bundle_is_small_and_described(demo_bundle):

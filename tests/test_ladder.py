@@ -104,7 +104,7 @@ def test_gptq_rung_end_to_end_with_user_calibration_text(cli, tiny_models, tmp_p
                  "--rung", "int4-gptq", "--calib-data", calib, "--eval-tokens", "128", "--json")
     assert result.code == 0, result.err
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["plan"]["quantization"]["algorithm"] == "gptq"
+    assert manifest["plan"]["engine_options"]["algorithm"] == "gptq"
     assert manifest["plan"]["calibration"] == {"source": "my_domain.txt", "sha256": load_eval_data(calib).sha256}
     assert [p["type"] for p in manifest["engine"]["olive_passes"]] == ["Gptq", "ModelBuilder"]
     assert manifest["engine"]["calibration"]["source"] == "my_domain.txt"

@@ -15,7 +15,7 @@ import openvino_genai as ov_genai
 import pytest
 
 from edgeqwen.backends import ir_checks
-from edgeqwen.bundle.manifest import sha256_file
+from edgeqwen.hashing import sha256_file
 from tests.test_shim import RunningServer, english
 
 NPU = "intel-core-ultra-npu"

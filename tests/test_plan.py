@@ -7,7 +7,9 @@ import pytest
 
 from edgeqwen.backends import backend_for
 from edgeqwen.errors import FitError, ModelError, PlanError, RecipeError
-from edgeqwen.fit import check_fit, estimate_memory
+from edgeqwen.backends.openvino import OpenVinoOptions
+from edgeqwen.backends.ort_genai import OrtGenaiOptions
+from edgeqwen.fit import check_fit
 from edgeqwen.models import resolve_model
 from edgeqwen.plan import resolve_plan
 from edgeqwen.recipes import load_recipe, recipe_for_model_type
@@ -121,7 +123,8 @@ def test_plan_resolution_applies_recipe_and_overrides(tiny_models):
     assert plan.quantization.block_size == 128  # the NPU keeps its documented grouping...
     laptop = resolve_plan(source, load_target("x86-64-laptop"), load_recipe("qwen3"))
     assert laptop.quantization.block_size <= 64  # ...where CPU targets take the Qwen3 recipe's cap
-    assert plan.nncf is not None and laptop.nncf is None  # NNCF options only for OpenVINO targets
+    # NNCF options only for OpenVINO targets, ONNX Runtime's only for ONNX Runtime targets
+    assert isinstance(plan.engine_options, OpenVinoOptions) and isinstance(laptop.engine_options, OrtGenaiOptions)
     pi_int8 = resolve_plan(source, load_target("raspberry-pi-5"), load_recipe("qwen3"), precision="int8")
     assert (pi_int8.quantization.weights, pi_int8.quantization.embeddings, pi_int8.quantization.lm_head) == (
         "int8",
@@ -190,6 +193,7 @@ def test_model_too_big_for_target_is_refused_with_numbers(big_model):
 def test_fit_estimate_counts_a_tied_table_once(tiny_models):
     source = resolve_model(str(tiny_models["qwen3"]))
     target, recipe = load_target("raspberry-pi-5"), load_recipe("qwen3")
+    estimate_memory = backend_for(target.runtime.engine).estimate_memory
     shared = estimate_memory(resolve_plan(source, target, recipe))
     float_embedding = estimate_memory(
         resolve_plan(source, target, recipe, precision="fp32")

@@ -12,27 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-import venv
-from importlib.metadata import version
 
 import pytest
 
 EMPTY_THINKING = "<think>\n\n</think>\n\n"
-
-
-@pytest.fixture(scope="module")
-def device_python(tmp_path_factory):
-    """A virtualenv with only the bundle's runtime, as on the device."""
-    env_dir = tmp_path_factory.mktemp("device") / "env"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    install = subprocess.run([python, "-m", "pip", "install", "-q", f"onnxruntime-genai=={version('onnxruntime-genai')}"],
-                             capture_output=True, text=True, timeout=600)
-    assert install.returncode == 0, install.stderr
-    names = {p["name"].lower() for p in json.loads(subprocess.run(
-        [python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout)}
-    assert not names & {"torch", "transformers", "edgeqwen", "olive-ai", "openai"}
-    return python
 
 
 def shim(python, bundle, *args, **kwargs):
@@ -80,7 +63,7 @@ spec = importlib.util.spec_from_file_location("shim", os.path.join(sys.argv[1], 
 shim = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(shim)
 before = len(os.listdir("/proc/self/task"))
-runtime = shim.OrtGenaiRuntime(shim.read_manifest(), "cpu")
+runtime = shim.OrtGenaiRuntime(sys.argv[1], "cpu")
 print(len(os.listdir("/proc/self/task")) - before)
 """
 
@@ -235,7 +218,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(device_python, de
 
 
 def test_thinking_is_split_from_the_answer_even_when_a_tag_arrives_in_pieces():
-    from edgeqwen.bundle.shim import ThinkingSplitter
+    from edgeqwen.shim.generation import ThinkingSplitter
 
     splitter = ThinkingSplitter()
     pieces = ["<th", "ink>", "Let me see", "</thi", "nk>\n\n", "It is ", "42."]
@@ -258,7 +241,7 @@ def test_edgeqwen_serve_runs_the_same_shim(demo_bundle):
 
 @pytest.mark.parametrize("mode, shown, to_stderr", [("show", "Hmm.42", ""), ("hide", "42", ""), ("separate", "42", "Hmm.")])
 def test_thinking_is_shown_hidden_or_separated_on_the_terminal(capsys, mode, shown, to_stderr):
-    from edgeqwen.bundle.shim import terminal_printer
+    from edgeqwen.shim.terminal import terminal_printer
 
     on_text = terminal_printer(mode)
     for piece in ["<think>", "Hmm.", "</think>", "42"]:

@@ -16,27 +16,34 @@ prompt-length x 151,936 logits on the device.
 
 Olive runs in a child process: its log goes to a file in the work folder, its
 module patches stay out of this process, and an interrupted build kills it.
+
+The plan's engine_options (OrtGenaiOptions) carry what only this engine has: the
+MatMulNBits accuracy level and the INT4 algorithm.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import onnx
 from tqdm import tqdm
 
-from edgeqwen.backends import onnx_fixups
+from edgeqwen.backends import onnx_files, runtime_version
+from edgeqwen.backends.base import INT8_TABLES_TIP, Backend
 from edgeqwen.backends.child import run_logged, tail
-from edgeqwen.cache import source_sha256
 from edgeqwen.calibration import calibration_text
 from edgeqwen.errors import BuildError, PlanError
-from edgeqwen.plan import BuildPlan
-from edgeqwen.schema import to_dict
+from edgeqwen.targets import BLOCK_SIZES, CHANNEL_WISE
+
+if TYPE_CHECKING:
+    from edgeqwen.plan import BuildPlan
 
 ENGINE = "onnxruntime-genai"
 EXECUTION_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -51,72 +58,42 @@ CALIBRATION_FILE = "calibration.jsonl"
 GPTQ_BLOCKS, GPTQ_BLOCK_TOKENS, GPTQ_TEXTS = 32, 512, 512
 
 
+@dataclass(frozen=True)
+class OrtGenaiOptions:
+    """The plan's engine_options for ONNX Runtime GenAI targets."""
+
+    # MatMulNBits accuracy_level: 0 = the provider's default, 1 = fp32, 2 = fp16, 3 = bf16, 4 = int8 activations.
+    accuracy_level: int
+    # rtn / k_quant: the builder's own; gptq: Olive's GPTQ pass on the checkpoint, fitted on calibration text.
+    algorithm: Literal["rtn", "k_quant", "gptq"] = "rtn"
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.algorithm == "gptq"
+
+
 def int4_algorithm(plan: BuildPlan) -> str:
     """The builder's `int4_algo_config`: RTN or k-quant, with an INT8 lm_head when the plan asks for one."""
-    q = plan.quantization
-    base = "rtn" if q.algorithm == "gptq" else q.algorithm  # after GPTQ only the lm_head is left, for RTN
+    q, algorithm = plan.quantization, plan.engine_options.algorithm
+    base = "rtn" if algorithm == "gptq" else algorithm  # after GPTQ only the lm_head is left, for RTN
     if q.lm_head == "int8":
         return f"{base}_last"
     return base
 
 
-def check_supported(plan: BuildPlan) -> None:
-    q, m = plan.quantization, plan.model
-    if plan.device not in EXECUTION_PROVIDERS:
-        raise PlanError(f"target {plan.target!r}: device {plan.device!r} is not an ONNX Runtime GenAI provider")
-    if q.weights == "int4" and q.embeddings != "float" and q.embeddings != q.lm_head:
-        raise PlanError(
-            f"embeddings = {q.embeddings!r} with lm_head = {q.lm_head!r}: the ONNX Runtime GenAI builder stores a "
-            "quantized embedding only as the lm_head's own matrix; set both to the same precision, or embeddings "
-            "to 'float'"
-        )
-    if q.weights == "int4" and q.embeddings == "int8" and not m.tied_embeddings:
-        raise PlanError(
-            f"{m.id} has separate embedding and lm_head tables; INT8 embeddings are only available for tied "
-            "models here. Use embeddings = 'int4' or 'float'"
-        )
-    if q.weights == "int4" and q.algorithm == "k_quant" and q.embeddings != "float":
-        raise PlanError(
-            "algorithm = 'k_quant' with a quantized embedding: the onnxruntime-genai 0.14.1 builder's k-quant "
-            "stores asymmetric weights and an 8-bit lm_head with zero points, which edgeqwen cannot share with "
-            "the embedding; use algorithm = 'rtn' (or embeddings = 'float', which ships the table in FP32)"
-        )
-    if q.weights == "int4" and not q.symmetric and q.embeddings != "float" and m.tied_embeddings:
-        raise PlanError(
-            f"symmetric = false with embeddings = {q.embeddings!r}: {m.id} ties its embedding to the lm_head, and "
-            "edgeqwen ships the two as one quantized table only without zero points (GatherBlockQuantized over "
-            "the lm_head's matrix); use symmetric = true, or embeddings = 'float' (the table in FP32)"
-        )
-    blocks_per_row = m.hidden_size // q.block_size if q.block_size > 0 else 0
-    if q.weights == "int4" and not q.symmetric and q.lm_head == "int4" and q.algorithm != "k_quant" \
-            and blocks_per_row % 2:
-        even = [b for b in (16, 32, 64) if m.hidden_size % b == 0 and (m.hidden_size // b) % 2 == 0]
-        raise PlanError(
-            f"symmetric = false with block_size = {q.block_size}: the lm_head's rows are {m.hidden_size} / "
-            f"{q.block_size} = {blocks_per_row} blocks, and onnxruntime's RTN (which the builder uses for the "
-            "lm_head) packs 4-bit zero points only for an even number of blocks per row; use symmetric = true"
-            + (f", or block_size = {even[-1]}" if even else "")
-        )
-    if q.weights == "int8" and q.lm_head == "int4":
-        raise PlanError("weights = 'int8' with lm_head = 'int4': the lm_head cannot be coarser than the weights")
-    if q.algorithm == "gptq" and q.weights != "int4":
-        raise PlanError(f"algorithm = 'gptq' with weights = {q.weights!r}: Olive's GPTQ pass is used for INT4 only")
-
-
 def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     """The Olive run configuration for this plan (also shown by `--dry-run`)."""
-    check_supported(plan)
-    q = plan.quantization
+    q, options = plan.quantization, plan.engine_options
     builder: dict = {"type": "ModelBuilder", "extra_options": {"prune_lm_head": True}}
     passes: dict = {}
     extra: dict = {}
     # Passes run in the order written: the decoder layers quantized on the PyTorch checkpoint first, then
     # the builder, which keeps those INT4 weights and quantizes only what is left (the lm_head).
-    if q.weights == "int4" and q.algorithm == "gptq":
+    if q.weights == "int4" and options.algorithm == "gptq":
         passes["gptq"] = {"type": "Gptq", "bits": 4, "group_size": q.block_size, "sym": q.symmetric,
                           "data_config": "calibration"}
         extra["data_configs"] = [gptq_data_config(model_dir, work_dir)]
-    elif q.weights == "int4" and q.algorithm == "rtn":
+    elif q.weights == "int4" and options.algorithm == "rtn":
         # Not the builder's own RTN: that one exports every layer in FP32 and quantizes the whole graph
         # at the end, holding the model three times over (6.9 GB peak in `olive run` for the Qwen2.5-0.5B
         # shape, 4.6 GB this way; benchmarks/RESULTS.md).
@@ -128,8 +105,8 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
             int4_block_size=q.block_size,
             int4_is_symmetric=q.symmetric,
         )
-        if q.accuracy_level:  # 0 means "the provider's default"; Olive accepts only 1..4
-            builder["int4_accuracy_level"] = q.accuracy_level
+        if options.accuracy_level:  # 0 means "the provider's default"; Olive accepts only 1..4
+            builder["int4_accuracy_level"] = options.accuracy_level
         builder["extra_options"]["int4_algo_config"] = int4_algorithm(plan)
         if q.lm_head == "float":
             builder["int4_nodes_to_exclude"] = [LM_HEAD_MATMUL]
@@ -143,7 +120,7 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
             "bits": 8,
             "block_size": q.block_size,
             "is_symmetric": q.symmetric,
-            "accuracy_level": q.accuracy_level,
+            "accuracy_level": options.accuracy_level,
             "nodes_to_exclude": excluded,
         }
     else:
@@ -182,6 +159,7 @@ def gptq_data_config(model_dir: Path, work_dir: Path) -> dict:
 
 def write_calibration(plan: BuildPlan, work_dir: Path) -> dict | None:
     """The calibration texts for GPTQ as JSONL in the work folder; facts for the manifest."""
+    
     if plan.calibration is None:
         return None
     calibration = calibration_text(GPTQ_TEXTS, plan.calibration.path)
@@ -190,10 +168,6 @@ def write_calibration(plan: BuildPlan, work_dir: Path) -> dict | None:
             out.write(json.dumps({"text": text}) + "\n")
     return {"source": calibration.source, "sha256": calibration.sha256, "texts": len(calibration.samples),
             "blocks": f"up to {GPTQ_BLOCKS} x {GPTQ_BLOCK_TOKENS} tokens"}
-
-
-def engine_config(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
-    return {"olive_workflow": olive_workflow(plan, model_dir, work_dir)}
 
 
 def run_olive(config: dict, work_dir: Path) -> Path:
@@ -224,7 +198,11 @@ def run_olive(config: dict, work_dir: Path) -> Path:
 
 def finish_model(plan: BuildPlan, olive_output: Path, out_dir: Path) -> dict:
     """Repair Olive's graph, save it as model.onnx + model.onnx.data, and note what was done."""
-    model = onnx.load(olive_output / read_genai_config(olive_output)["model"]["decoder"]["filename"])
+    import onnx
+
+    from edgeqwen.backends import onnx_fixups
+
+    model = onnx.load(olive_output / onnx_files.read_genai_config(olive_output)["model"]["decoder"]["filename"])
     repairs = {"restored_logits_output": onnx_fixups.restore_output_name(model)}
     q = plan.quantization
     wants_shared = plan.model.tied_embeddings and q.embeddings != "float" and q.embeddings == q.lm_head
@@ -242,44 +220,6 @@ def finish_model(plan: BuildPlan, olive_output: Path, out_dir: Path) -> dict:
     return repairs
 
 
-def read_genai_config(folder: Path) -> dict:
-    return json.loads((folder / "genai_config.json").read_text())
-
-
-def conversion_key_parts(plan: BuildPlan) -> dict:
-    """What changes the converted files: targets that agree on all of it share one conversion."""
-    m = plan.model
-    return {
-        "engine": ENGINE,
-        "code_sha256": source_sha256(Path(__file__), Path(onnx_fixups.__file__), Path(__file__).with_name("child.py"),
-                                     Path(__file__).with_name("olive_calibration.py")),
-        "device": plan.device,
-        "quantization": to_dict(plan.quantization),
-        "calibration_sha256": plan.calibration.sha256 if plan.calibration else None,
-        "model": {"weights_sha256": m.weights_sha256, "model_type": m.model_type, "tied": m.tied_embeddings},
-    }
-
-
-def convert(plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> dict:
-    """Export and quantize the model into `out_dir`; return facts for the manifest.
-
-    Writes the model, tokenizer and Olive's genai_config; `finalize` then applies the target's settings.
-    """
-    config = olive_workflow(plan, model_dir, work_dir)
-    calibration = write_calibration(plan, work_dir)
-    olive_output = run_olive(config, work_dir)
-    repairs = finish_model(plan, olive_output, out_dir)
-    for name in RUNTIME_FILES:
-        source = olive_output / name
-        if source.is_file():
-            shutil.copyfile(source, out_dir / name)
-    add_generation_end_tokens(model_dir, out_dir)
-    facts = {"olive_passes": list(config["passes"].values()), "graph_repairs": repairs}
-    if calibration:
-        facts["calibration"] = calibration
-    return facts
-
-
 def add_generation_end_tokens(model_dir: Path, out_dir: Path) -> None:
     """Stop on every end token the model's generation_config names, not only config.json's one.
 
@@ -290,7 +230,7 @@ def add_generation_end_tokens(model_dir: Path, out_dir: Path) -> None:
     if not generation_config.is_file():
         return
     wanted = json.loads(generation_config.read_text()).get("eos_token_id")
-    config = read_genai_config(out_dir)
+    config = onnx_files.read_genai_config(out_dir)
     current = config["model"].get("eos_token_id")
     ids = [current] if isinstance(current, int) else list(current or [])
     for token in [wanted] if isinstance(wanted, int) else wanted or []:
@@ -300,13 +240,140 @@ def add_generation_end_tokens(model_dir: Path, out_dir: Path) -> None:
     (out_dir / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
 
 
-def finalize(plan: BuildPlan, bundle_dir: Path) -> None:
-    """The target's runtime settings (context budget, threads) in genai_config.json."""
-    config = read_genai_config(bundle_dir)
-    model = config["model"]
-    model["context_length"] = plan.context_length
-    model["decoder"]["filename"] = MODEL_FILE
-    session = model["decoder"].setdefault("session_options", {})
-    session["intra_op_num_threads"] = plan.threads
-    config["search"]["max_length"] = plan.context_length
-    (bundle_dir / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
+class OrtGenaiBackend(Backend):
+    engine = ENGINE
+    devices = tuple(EXECUTION_PROVIDERS)
+    options_type = OrtGenaiOptions
+    folder_description = "an ONNX Runtime GenAI folder (genai_config.json)"
+    code_files = ("ort_genai.py", "onnx_fixups.py", "onnx_files.py", "child.py", "olive_calibration.py")
+    tool_distributions = ("olive-ai", "onnxruntime-genai", "onnxruntime", "onnx", "onnx-ir")
+
+    def resolve_options(self, target, recipe) -> OrtGenaiOptions:
+        chosen = {"accuracy_level": target.quantization.accuracy_level, "algorithm": target.quantization.algorithm}
+        chosen.update({k: v for k, v in dataclasses.asdict(recipe.quantization).items() if k in chosen and v is not None})
+        return OrtGenaiOptions(**chosen)
+
+    def upgrade_v1_options(self, plan: dict) -> dict:
+        q = plan["quantization"]
+        return {"accuracy_level": q["accuracy_level"], "algorithm": q.get("algorithm", "rtn")}
+
+    def check_supported(self, plan: BuildPlan) -> None:
+        q, m, algorithm = plan.quantization, plan.model, plan.engine_options.algorithm
+        if plan.device not in EXECUTION_PROVIDERS:
+            raise PlanError(f"target {plan.target!r}: device {plan.device!r} is not an ONNX Runtime GenAI provider")
+        if q.block_size == CHANNEL_WISE and q.weights in ("int4", "int8"):
+            raise PlanError(
+                f"block_size = {CHANNEL_WISE} (channel-wise) is an OpenVINO (NNCF) option; ONNX Runtime "
+                f"quantizes in blocks of {', '.join(map(str, BLOCK_SIZES))}"
+            )
+        if q.weights == "int4" and q.embeddings != "float" and q.embeddings != q.lm_head:
+            raise PlanError(
+                f"embeddings = {q.embeddings!r} with lm_head = {q.lm_head!r}: the ONNX Runtime GenAI builder stores a "
+                "quantized embedding only as the lm_head's own matrix; set both to the same precision, or embeddings "
+                "to 'float'"
+            )
+        if q.weights == "int4" and q.embeddings == "int8" and not m.tied_embeddings:
+            raise PlanError(
+                f"{m.id} has separate embedding and lm_head tables; INT8 embeddings are only available for tied "
+                "models here. Use embeddings = 'int4' or 'float'"
+            )
+        if q.weights == "int4" and algorithm == "k_quant" and q.embeddings != "float":
+            raise PlanError(
+                "algorithm = 'k_quant' with a quantized embedding: the onnxruntime-genai 0.14.1 builder's k-quant "
+                "stores asymmetric weights and an 8-bit lm_head with zero points, which edgeqwen cannot share with "
+                "the embedding; use algorithm = 'rtn' (or embeddings = 'float', which ships the table in FP32)"
+            )
+        if q.weights == "int4" and not q.symmetric and q.embeddings != "float" and m.tied_embeddings:
+            raise PlanError(
+                f"symmetric = false with embeddings = {q.embeddings!r}: {m.id} ties its embedding to the lm_head, and "
+                "edgeqwen ships the two as one quantized table only without zero points (GatherBlockQuantized over "
+                "the lm_head's matrix); use symmetric = true, or embeddings = 'float' (the table in FP32)"
+            )
+        blocks_per_row = m.hidden_size // q.block_size if q.block_size > 0 else 0
+        if q.weights == "int4" and not q.symmetric and q.lm_head == "int4" and algorithm != "k_quant" \
+                and blocks_per_row % 2:
+            even = [b for b in (16, 32, 64) if m.hidden_size % b == 0 and (m.hidden_size // b) % 2 == 0]
+            raise PlanError(
+                f"symmetric = false with block_size = {q.block_size}: the lm_head's rows are {m.hidden_size} / "
+                f"{q.block_size} = {blocks_per_row} blocks, and onnxruntime's RTN (which the builder uses for the "
+                "lm_head) packs 4-bit zero points only for an even number of blocks per row; use symmetric = true"
+                + (f", or block_size = {even[-1]}" if even else "")
+            )
+        if q.weights == "int8" and q.lm_head == "int4":
+            raise PlanError("weights = 'int8' with lm_head = 'int4': the lm_head cannot be coarser than the weights")
+        if algorithm == "gptq" and q.weights != "int4":
+            raise PlanError(f"algorithm = 'gptq' with weights = {q.weights!r}: Olive's GPTQ pass is used for INT4 only")
+
+    def estimate_memory(self, plan: BuildPlan):
+        from edgeqwen.fit import estimate_memory
+
+        # The model's I/O type, the KV cache and the block scales: fp16 on CUDA, fp32 on the CPU.
+        return estimate_memory(plan, float_bytes=2 if plan.device == "cuda" else 4)
+
+    def runtime_requirement(self, plan: BuildPlan) -> str:
+        package = "onnxruntime-genai-cuda" if plan.device == "cuda" else "onnxruntime-genai"
+        return f"{package}=={runtime_version('onnxruntime-genai')}"
+
+    def accuracy_suggestions(self, plan: BuildPlan) -> list[str]:
+        q, int4 = plan.quantization, plan.quantization.weights == "int4"
+        tips = []
+        if q.lm_head == "int4":
+            tips.append(INT8_TABLES_TIP)
+        if int4 and not 0 < q.block_size <= 32:
+            tips.append("use smaller quantization groups (block_size = 32)")
+        if int4 and plan.engine_options.algorithm == "rtn" and q.embeddings == "float":
+            tips.append("try the k-quant algorithm (algorithm = \"k_quant\")")
+        if int4:
+            tips.append("build INT8 weights (--precision int8)")
+        return tips
+
+    def readme_notes(self, plan: BuildPlan) -> str:
+        if plan.device != "cuda":
+            return ""
+        return (
+            "\nOn a Jetson, install the CUDA build of the runtime that matches your JetPack "
+            "(onnxruntime-genai-cuda; NVIDIA's Jetson wheels for JetPack 6). `--cpu` runs the same "
+            "bundle on the CPU for a quick check.\n"
+        )
+
+    def engine_config(self, plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
+        return {"olive_workflow": olive_workflow(plan, model_dir, work_dir)}
+
+    def convert(self, plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> dict:
+        """Export and quantize the model into `out_dir`; return facts for the manifest.
+
+        Writes the model, tokenizer and Olive's genai_config; `finalize` then applies the target's settings.
+        """
+        config = olive_workflow(plan, model_dir, work_dir)
+        calibration = write_calibration(plan, work_dir)
+        olive_output = run_olive(config, work_dir)
+        repairs = finish_model(plan, olive_output, out_dir)
+        for name in RUNTIME_FILES:
+            source = olive_output / name
+            if source.is_file():
+                shutil.copyfile(source, out_dir / name)
+        add_generation_end_tokens(model_dir, out_dir)
+        facts = {"olive_passes": list(config["passes"].values()), "graph_repairs": repairs}
+        if calibration:
+            facts["calibration"] = calibration
+        return facts
+
+    def finalize(self, plan: BuildPlan, bundle_dir: Path) -> None:
+        """The target's runtime settings (context budget, threads) in genai_config.json."""
+        config = onnx_files.read_genai_config(bundle_dir)
+        model = config["model"]
+        model["context_length"] = plan.context_length
+        model["decoder"]["filename"] = MODEL_FILE
+        session = model["decoder"].setdefault("session_options", {})
+        session["intra_op_num_threads"] = plan.threads
+        config["search"]["max_length"] = plan.context_length
+        (bundle_dir / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
+
+    def recognizes(self, folder: Path) -> bool:
+        return (folder / onnx_files.GENAI_CONFIG).is_file()
+
+    def model_files(self, folder: Path) -> dict[str, tuple[str, ...]]:
+        return onnx_files.model_files(folder)
+
+    def bytes_per_token(self, folder: Path) -> int:
+        return onnx_files.bytes_per_token(folder)

@@ -1,7 +1,9 @@
-"""Benchmark one model folder: the worker's timed runs, summarised next to the roofline.
+"""Benchmark one model folder: timed runs in a child process, summarised next to the roofline.
 
-Any folder the worker can run is accepted (an edgeqwen bundle, a stock ONNX Runtime GenAI or
-OpenVINO export, a Hugging Face checkpoint), so the side-by-side benchmark compares like with like.
+Any folder edgeqwen can run is accepted, so the side-by-side benchmark compares like with like: an
+edgeqwen bundle runs through its own shim's worker mode (the code the device runs), another tool's ONNX
+Runtime GenAI or OpenVINO export through this edgeqwen's shim, a Hugging Face checkpoint in PyTorch
+(bench/pytorch_worker.py).
 Every contender gets the same prompts: consecutive slices of real text from the shipped corpus in
 Qwen's tokenizer (shared by Qwen2.5 and Qwen3), a different one per run.
 """
@@ -17,13 +19,13 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgeqwen.backends import backend_for
 from edgeqwen.bench.bandwidth import decode_ceiling
-from edgeqwen.bench.traffic import bytes_per_token, folder_kind
+from edgeqwen.bench.traffic import TRANSFORMERS, bytes_per_token, folder_kind
+from edgeqwen.bundle.worker import BundleWorker
 from edgeqwen.demo.assets import tokenizer_source_dir
 from edgeqwen.drift.evaldata import load_eval_data
-from edgeqwen.errors import BenchError
-
-MODEL_FILE_SUFFIXES = (".onnx", ".onnx.data", ".bin", ".safetensors")
+from edgeqwen.errors import BenchError, WorkerError
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,13 @@ def prompts(count: int, length: int) -> list[list[int]]:
     return [ids[i * length : (i + 1) * length] for i in range(count)]
 
 
-def folder_sizes(folder: Path) -> tuple[int, int]:
+def folder_sizes(folder: Path, kind: str) -> tuple[int, int]:
+    """All files, and the model's own (its graphs and weights; a checkpoint's safetensors)."""
     files = [p for p in folder.rglob("*") if p.is_file()]
-    model = [p for p in files if p.name.endswith(MODEL_FILE_SUFFIXES) and "tokenizer" not in p.name]
+    if kind == TRANSFORMERS:
+        model = [p for p in files if p.suffix == ".safetensors"]
+    else:
+        model = [folder / name for names in backend_for(kind).model_files(folder).values() for name in names]
     return sum(p.stat().st_size for p in files), sum(p.stat().st_size for p in model)
 
 
@@ -90,11 +96,14 @@ def bench_folder(folder: Path, prompt_tokens: int, new_tokens: int, runs: int, t
         kind = folder_kind(folder)
     except ValueError as e:
         raise BenchError(str(e)) from None
-    spec = {"folder": str(folder.resolve()), "kind": kind, "prompts": prompts(runs + 1, prompt_tokens),
-            "new_tokens": new_tokens, "threads": threads}
-    measured = run_worker(spec)
+    inputs = prompts(runs + 1, prompt_tokens)
+    if kind == TRANSFORMERS:
+        measured = run_pytorch_worker({"folder": str(folder.resolve()), "prompts": inputs, "new_tokens": new_tokens,
+                                       "threads": threads})
+    else:
+        measured = run_shim_worker(folder, kind, inputs, new_tokens, threads)
     runs_ = measured["runs"]
-    total_bytes, model_bytes = folder_sizes(folder)
+    total_bytes, model_bytes = folder_sizes(folder, kind)
     return BenchResult(
         folder=str(folder),
         kind=kind,
@@ -112,15 +121,33 @@ def bench_folder(folder: Path, prompt_tokens: int, new_tokens: int, runs: int, t
     )
 
 
-def run_worker(spec: dict) -> dict:
+def run_shim_worker(folder: Path, kind: str, inputs: list[list[int]], new_tokens: int, threads: int) -> dict:
+    """Timed runs through the shim's worker mode, one child per measurement (its peak RSS is the runtime's
+    alone). Every run generates exactly `new_tokens` (end tokens ignored); the first is a warm-up.
+
+    threads 0: as the folder is run when nobody says: an edgeqwen bundle at its target's threads (at most
+    the CPUs here), another export at its runtime's own default."""
+    try:
+        with BundleWorker(folder, device="cpu", threads=threads or None, verify=False) as worker:
+            runs = []
+            for prompt in inputs:
+                done = worker.generate(prompt, new_tokens, ignore_eos=True)
+                runs.append({"ttft_s": done["ttft_s"], "decode_s": done["decode_s"],
+                             "decode_tokens": len(done["tokens"]) - 1})
+            return {"runs": runs[1:], "peak_rss_bytes": worker.stats()["peak_rss_bytes"]}
+    except WorkerError as e:
+        raise BenchError(f"benchmarking {folder} ({kind}) failed: {e}") from None
+
+
+def run_pytorch_worker(spec: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgeqwen-bench-") as scratch:
         spec_path = Path(scratch) / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        done = subprocess.run([sys.executable, "-m", "edgeqwen.bench.worker", str(spec_path)], check=False,
+        done = subprocess.run([sys.executable, "-m", "edgeqwen.bench.pytorch_worker", str(spec_path)], check=False,
                               capture_output=True, text=True)
     if done.returncode != 0:
         last = "\n".join(done.stderr.strip().splitlines()[-8:])
-        raise BenchError(f"benchmarking {spec['folder']} ({spec['kind']}) failed:\n{last}")
+        raise BenchError(f"benchmarking {spec['folder']} ({TRANSFORMERS}) failed:\n{last}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

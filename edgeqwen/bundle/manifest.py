@@ -1,45 +1,42 @@
 """manifest.json: what a bundle is, how it was made, and the size and hash of every file in it.
 
 The manifest is a file format: `format_version` changes whenever a reader
-written for an older version could misread it. Shims refuse versions they do
-not know. The manifest holds no timestamps or machine paths, so the same
-inputs give the same manifest.
+written for an older version could misread it. This edgeqwen reads every
+version in READABLE_FORMAT_VERSIONS (tests/golden/ keeps a bundle of each);
+shims refuse versions they do not know. The manifest holds no timestamps or
+machine paths, so the same inputs give the same manifest.
+
+    1  the first bundles: plan_version 1, a shim without worker mode
+    2  plan_version 2 (each engine's options in the plan's engine_options), a shim with worker mode
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from edgeqwen.errors import BundleError
+from edgeqwen.hashing import file_entries
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
-# Every tool whose version can change a bundle's bytes or behaviour.
-TOOL_DISTRIBUTIONS = (
-    "edgeqwen",
-    "olive-ai",
-    "onnxruntime-genai",
-    "onnxruntime",
-    "onnx",
-    "onnx-ir",
-    "transformers",
-    "torch",
-    "optimum-intel",
-    "nncf",
-    "openvino",
-    "openvino-genai",
-    "openvino-tokenizers",
-    "tokenizers",
-)
+# The tools every build uses; each backend names its engine's own (Backend.tool_distributions).
+COMMON_TOOLS = ("edgeqwen", "transformers", "torch", "tokenizers")
+
+
+def tool_distributions() -> tuple[str, ...]:
+    """Every tool whose version can change a bundle's bytes or behaviour."""
+    from edgeqwen.backends import registry
+
+    return COMMON_TOOLS + tuple(name for backend in registry().values() for name in backend.tool_distributions)
 
 
 def tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for name in TOOL_DISTRIBUTIONS:
+    for name in tool_distributions():
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
@@ -47,26 +44,8 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_entries(bundle_dir: Path) -> dict[str, dict]:
-    """Size and sha256 of every file except the manifest itself, by relative path, sorted."""
-    entries = {}
-    for path in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
-        relative = path.relative_to(bundle_dir).as_posix()
-        if relative != MANIFEST_NAME:
-            entries[relative] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-    return entries
-
-
 def write_manifest(bundle_dir: Path, body: dict) -> dict:
-    manifest = {"format_version": FORMAT_VERSION, **body, "files": file_entries(bundle_dir)}
+    manifest = {"format_version": FORMAT_VERSION, **body, "files": file_entries(bundle_dir, frozenset({MANIFEST_NAME}))}
     manifest["bundle_bytes"] = sum(f["size"] for f in manifest["files"].values())
     (bundle_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
@@ -80,8 +59,16 @@ def read_manifest(bundle_dir: Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise BundleError(f"{path}: not valid JSON: {e}") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise BundleError(
-            f"{path}: format_version {manifest.get('format_version')!r}; this edgeqwen reads {FORMAT_VERSION}"
+            f"{path}: format_version {manifest.get('format_version')!r}; this edgeqwen reads "
+            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
         )
     return manifest
+
+
+def manifest_plan(bundle_dir: Path, manifest: dict):
+    """The bundle's build plan as the typed BuildPlan, whatever plan_version its manifest stores."""
+    from edgeqwen.plan import BuildPlan
+
+    return BuildPlan.from_dict(manifest["plan"], where=f"{bundle_dir / MANIFEST_NAME} (plan)")

@@ -11,7 +11,7 @@ import gzip
 import tarfile
 from pathlib import Path
 
-from edgeqwen.bundle.manifest import sha256_file
+from edgeqwen.hashing import sha256_file
 from edgeqwen.bundle.verify import verify_bundle
 from edgeqwen.errors import BundleError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgeqwen.backends import backend_for
 from edgeqwen.plan import BuildPlan
 from edgeqwen.targets import TargetProfile
 
@@ -26,51 +27,11 @@ def precision_line(plan: BuildPlan) -> str:
     grouping = "channel-wise" if q.block_size == -1 else f"block size {q.block_size}"
     line = (f"{q.weights} weights ({grouping}, {'symmetric' if q.symmetric else 'asymmetric'}), "
             f"embeddings {q.embeddings}, lm_head {q.lm_head}")
-    if plan.nncf is not None:
-        n = plan.nncf
-        methods = [name for name, on in (("AWQ", n.awq), ("scale estimation", n.scale_estimation)) if on]
-        line += f", NNCF ratio {n.ratio} (backup {n.backup_precision})"
-        if methods:
-            line += f", {' and '.join(methods)} fitted on {n.calibration_samples} calibration texts"
-    return line
-
-
-def npu_section(plan: BuildPlan) -> str:
-    """What was and was not verified for an NPU bundle: no NPU exists where it was built."""
-    if plan.device != "npu":
-        return ""
-    return """
-## On the NPU
-
-The NPU needs Intel's NPU driver besides the Python package: it comes with Windows 11 on Core Ultra
-laptops (update it from Intel's site), and on Linux from github.com/intel/linux-npu-driver.
-`pipeline_config.json` holds the settings the shim passes to `openvino_genai.LLMPipeline` on the
-NPU: `MAX_PROMPT_LEN` (the longest prompt the NPU's static prefill is compiled for) and
-`MIN_RESPONSE_LEN` (room kept for the answer). The shim refuses a longer prompt before the
-runtime sees it. The first start on the NPU compiles the model (tens of seconds); OpenVINO
-caches it if you pass a `CACHE_DIR` in `pipeline_config.json`.
-
-What was verified when this bundle was built, on a machine without an NPU:
-- the same IR generated text through OpenVINO GenAI on the CPU device, and its drift against the
-  full-precision model was measured there (drift.md);
-- the IR's weights are symmetric INT4 (embeddings/lm_head at the stated precision), the format
-  Intel documents for the NPU; the manifest lists the IR's weight formats (`engine.ir_weight_precisions`);
-- the only dynamic dimensions in the IR are the batch and token axes, which OpenVINO GenAI's NPU
-  pipeline makes static from `MAX_PROMPT_LEN`/`MIN_RESPONSE_LEN`.
-
-Not verified: compiling and running on an NPU itself (driver, compiler version and speed there).
-`python shim.py --device cpu "..."` runs the same bundle on the CPU.
-"""
+    return line + backend_for(plan.engine).options_summary(plan)
 
 
 def device_readme(plan: BuildPlan, target: TargetProfile, requirement: str, bundle_bytes: int, files: list[str]) -> str:
-    gpu_note = ""
-    if plan.device == "cuda":
-        gpu_note = (
-            "\nOn a Jetson, install the CUDA build of the runtime that matches your JetPack "
-            "(onnxruntime-genai-cuda; NVIDIA's Jetson wheels for JetPack 6). `--cpu` runs the same "
-            "bundle on the CPU for a quick check.\n"
-        )
+    device_notes = backend_for(plan.engine).readme_notes(plan)  # the CUDA runtime on a Jetson, the NPU's driver
     listing = "\n".join(f"- `{name}`" for name in files)
     windows = WINDOWS_NOTE.format(requirement=requirement) if target.hardware.cpu_arch == "x86_64" else ""
     return f"""# {plan.model.id} for {target.name}
@@ -89,7 +50,7 @@ Bundle size: {bundle_bytes / MB:.1f} MB.
 python3 -m venv ~/qwen-env && . ~/qwen-env/bin/activate
 pip install {requirement}
 ```
-{windows}{gpu_note}{npu_section(plan)}
+{windows}{device_notes}
 ## Run it three ways
 
 The shim needs nothing but the runtime. At every start it checks each file against the sha256 in

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
-import time
-
 from edgeqwen import ladder, pipeline
-from edgeqwen.backends import backend_for, buildable_engines
+from edgeqwen.backends import backend_for
 from edgeqwen.cache import BuildCache
-from edgeqwen.errors import EdgeqwenError, PlanError
-from edgeqwen.targets import load_all_targets
 from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS
+from edgeqwen.errors import EdgeqwenError, PlanError
+from edgeqwen.quality import QualityRecord
+from edgeqwen.targets import target_names
 
 EXAMPLES = """Examples:
   edgeqwen build --target raspberry-pi-5                      # the shipped demo model
@@ -22,7 +22,7 @@ EXAMPLES = """Examples:
   edgeqwen build --model ./my-qwen3 --target jetson-orin-nano --out bundles/jetson
   edgeqwen build --target raspberry-pi-5 --dry-run            # print the plan, build nothing
   edgeqwen build --target android-arm64 --eval-data my_domain.jsonl --max-mean-kld 0.05
-  edgeqwen build --target all --json                          # every buildable target; exit 1 if any failed
+  edgeqwen build --target all --json                          # every target; exit 1 if any failed
   edgeqwen build --target raspberry-pi-5,android-arm64 --out dist/
 
 Every build measures the bundle against the full-precision model (drift) and refuses to write a
@@ -86,7 +86,6 @@ def make_request(args, target: str, out: Path | None) -> pipeline.BuildRequest:
         eval_data=args.eval_data,
         eval_tokens=args.eval_tokens,
         rung=args.rung,
-        quality=quality_mode(args),
         skip_drift=args.skip_drift,
         calib_data=args.calib_data,
         drift_overrides={
@@ -102,7 +101,7 @@ def quality_mode(args) -> str:
 
 
 def run_build(args, request, cache, shared=None) -> pipeline.BuildResult:
-    if request.quality == "auto":
+    if quality_mode(args) == "auto":
         return ladder.build_auto(request, cache, shared or pipeline.SharedWork())
     return pipeline.build(request, cache=cache, shared=shared)
 
@@ -112,23 +111,24 @@ def handle(args) -> int:
         return build_many(args)
     request = make_request(args, args.target, args.out)
     if args.dry_run:
-        print(json.dumps(dry_run_report(request), indent=2))
+        print(json.dumps(dry_run_report(request, quality_mode(args)), indent=2))
         return 0
     if args.cache_key:
-        print(pipeline.bundle_cache_key(pipeline.resolve(request), request))
+        quality = QualityRecord(quality_mode(args), request.rung, ())
+        print(pipeline.bundle_cache_key(pipeline.resolve(request), request, quality))
         return 0
     result = run_build(args, request, None if args.no_cache else BuildCache())
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 
 
-def dry_run_report(request: pipeline.BuildRequest) -> dict:
+def dry_run_report(request: pipeline.BuildRequest, mode: str) -> dict:
     resolved = pipeline.resolve(request)
     backend = backend_for(resolved.plan.engine)
     rungs = [
         {"rung": c.rung.name, "estimated_weights_mb": round(c.resolved.memory.weights_bytes / 2**20, 2)}
         if c.resolved else {"rung": c.rung.name, "skipped": c.reason}
-        for c in (ladder.candidates(request, pipeline.SharedWork()) if request.quality == "auto" else [])
+        for c in (ladder.candidates(request, pipeline.SharedWork()) if mode == "auto" else [])
     ]
     return {
         "quality_ladder": rungs,
@@ -140,15 +140,11 @@ def dry_run_report(request: pipeline.BuildRequest) -> dict:
     }
 
 
-def target_list(spec: str) -> list[tuple[str, str | None]]:
-    """(target, reason it is skipped or None) for 'all' or a comma-separated list."""
-    if spec != "all":
-        return [(name.strip(), None) for name in spec.split(",") if name.strip()]
-    engines = buildable_engines()
-    return [
-        (t.name, None if t.runtime.engine in engines else f"engine {t.runtime.engine} is not available yet")
-        for t in load_all_targets()
-    ]
+def target_list(spec: str) -> list[str]:
+    """The targets named by 'all' (every profile in targets/) or a comma-separated list."""
+    if spec == "all":
+        return target_names()
+    return [name.strip() for name in spec.split(",") if name.strip()]
 
 
 def build_many(args) -> int:
@@ -160,10 +156,7 @@ def build_many(args) -> int:
     parent = args.out or Path("bundles")
     source_name = shared.model(args.model).short_name  # a bad --model fails the whole run, here
     rows = []
-    for target, skipped in target_list(args.target):
-        if skipped:
-            rows.append({"target": target, "status": "skipped", "reason": skipped})
-            continue
+    for target in target_list(args.target):
         started = time.monotonic()
         try:
             request = make_request(args, target, parent / f"{source_name}-{target}")

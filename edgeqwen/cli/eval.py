@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeqwen.bundle.manifest import read_manifest
+from edgeqwen.bundle.manifest import manifest_plan, read_manifest
 from edgeqwen.cli.build import add_drift_arguments
 from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, measure_drift
 from edgeqwen.drift.report import write_report
@@ -61,7 +61,8 @@ def handle(args) -> int:
     built_report = args.bundle / "drift.json"
     if args.eval_data is None and eval_tokens == DEFAULT_EVAL_TOKENS and built_report.is_file():
         eval_tokens = json.loads(built_report.read_text())["eval_data"]["tokens"]  # the build's own measurement
-    report, per_token_kld = measure_drift(args.bundle, manifest["plan"], source.path, args.eval_data, eval_tokens)
+    plan = manifest_plan(args.bundle, manifest)
+    report, per_token_kld = measure_drift(args.bundle, plan, source.path, args.eval_data, eval_tokens)
     if args.report_dir:
         write_report(args.report_dir, report, per_token_kld)
     if args.json:

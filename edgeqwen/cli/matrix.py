@@ -14,7 +14,7 @@ from edgeqwen.errors import ProfileError
 from edgeqwen.targets import load_target
 
 EXAMPLES = """Examples:
-  edgeqwen matrix                                   # the demo model x every buildable target
+  edgeqwen matrix                                   # the demo model x every target
   edgeqwen matrix --models Qwen/Qwen3-0.6B,Qwen/Qwen2.5-0.5B-Instruct --targets raspberry-pi-5,android-arm64
 """
 
@@ -38,8 +38,8 @@ def matrix(models: list[str], targets: list[str]) -> dict:
 
 
 def select_targets(spec: str) -> list[str]:
-    """'all' means every target this version can build; named targets are taken as asked (and must exist)."""
-    names = [name for name, skipped in target_list(spec) if not skipped]
+    """'all' means every target in targets/; named targets are taken as asked (and must exist)."""
+    names = target_list(spec)
     if not names:
         raise ProfileError("--targets: no target named; give names separated by commas, or 'all'")
     return [load_target(name).name for name in names]

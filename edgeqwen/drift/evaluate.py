@@ -11,8 +11,9 @@ from tqdm import tqdm
 from edgeqwen.drift.evaldata import load_eval_data, token_windows
 from edgeqwen.drift.gate import check_budget, suggestions
 from edgeqwen.drift.metrics import TokenMetrics, summarize, token_metrics
-from edgeqwen.drift.runners import ReferenceRunner, bundle_runner
-from edgeqwen.targets import DriftBudget
+from edgeqwen.drift.runners import BundleRunner, ReferenceRunner
+from edgeqwen.plan import BuildPlan
+from edgeqwen.schema import to_dict
 
 REPORT_VERSION = 1
 DEFAULT_EVAL_TOKENS = 1024  # about a minute for a 0.5B model on two cores; the demo model takes seconds
@@ -49,6 +50,26 @@ class CachedReference:
         return self._get(f"greedy{new_tokens}", prompt_ids, lambda runner: runner.greedy(prompt_ids, new_tokens))
 
 
+def compare_generation(prompt: str, tokenizer, reference: CachedReference, bundle: BundleRunner,
+                       context_length: int) -> dict:
+    """Greedy answers to one prompt, the reference's and the bundle's, each rendered by its own side:
+    Hugging Face's template and tokenizer for the reference, the shim's runtime for the bundle."""
+    messages = [{"role": "user", "content": prompt}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    ids = tokenizer(text)["input_ids"]
+    bundle_prompt = bundle.render(messages)
+    new_tokens = min(GENERATION_TOKENS, context_length - max(len(ids), len(bundle_prompt)))
+    ref_ids, bundle_ids = reference.greedy(ids, new_tokens), bundle.greedy(bundle_prompt, new_tokens)
+    return {
+        "prompt": prompt,
+        "same_prompt_tokens": bundle_prompt == ids,
+        "first_divergence": first_divergence(ref_ids, bundle_ids),
+        "compared_tokens": max(len(ref_ids), len(bundle_ids)),
+        "reference": tokenizer.decode(ref_ids),
+        "bundle": tokenizer.decode(bundle_ids),
+    }
+
+
 def first_divergence(a: list[int], b: list[int]) -> int | None:
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
@@ -67,7 +88,7 @@ def per_position_mean(kld_by_window: list[np.ndarray]) -> list[float]:
 
 def measure_drift(
     bundle_dir: Path,
-    plan: dict,
+    plan: BuildPlan,
     model_dir: Path,
     eval_data: Path | None = None,
     eval_tokens: int = DEFAULT_EVAL_TOKENS,
@@ -83,42 +104,25 @@ def measure_drift(
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     data = load_eval_data(eval_data)
-    windows = token_windows(tokenizer, data, eval_tokens, min(WINDOW, plan["context_length"]))
-    reference = CachedReference(model_dir, plan["model"]["weights_sha256"], data.sha256, reference_memo)
-    bundle = bundle_runner(plan["engine"], bundle_dir)
-
-    parts = []
-    for window in tqdm(windows, desc="  drift", unit="window", leave=False):
-        parts.append(token_metrics(reference.window_logits(window), bundle.window_logits(window), np.array(window[1:])))
+    window = min(WINDOW, plan.context_length)
+    windows = token_windows(tokenizer, data, eval_tokens, window)
+    reference = CachedReference(model_dir, plan.model.weights_sha256, data.sha256, reference_memo)
+    with BundleRunner(bundle_dir) as bundle:
+        parts = []
+        for tokens in tqdm(windows, desc="  drift", unit="window", leave=False):
+            parts.append(token_metrics(reference.window_logits(tokens), bundle.window_logits(tokens),
+                                       np.array(tokens[1:])))
+        generation = [compare_generation(prompt, tokenizer, reference, bundle, plan.context_length)
+                      for prompt in GENERATION_PROMPTS]
     metrics = TokenMetrics.concat(parts)
     summary = summarize(metrics)
-
-    generation = []
-    for prompt in GENERATION_PROMPTS:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
-        )
-        ids = tokenizer(text)["input_ids"]
-        new_tokens = min(GENERATION_TOKENS, plan["context_length"] - len(ids))
-        ref_ids, bundle_ids = reference.greedy(ids, new_tokens), bundle.greedy(ids, new_tokens)
-        generation.append(
-            {
-                "prompt": prompt,
-                "first_divergence": first_divergence(ref_ids, bundle_ids),
-                "compared_tokens": max(len(ref_ids), len(bundle_ids)),
-                "reference": tokenizer.decode(ref_ids),
-                "bundle": tokenizer.decode(bundle_ids),
-            }
-        )
-
-    budget = DriftBudget(**plan["drift"])
-    misses = check_budget(summary, budget)
+    misses = check_budget(summary, plan.drift)
     report = {
         "report_version": REPORT_VERSION,
-        "target": plan["target"],
+        "target": plan.target,
         "passed": not misses,
         "summary": summary,
-        "budget": plan["drift"],
+        "budget": to_dict(plan.drift),
         "misses": [m.to_dict() for m in misses],
         "miss_descriptions": [m.describe() for m in misses],
         "suggestions": suggestions(plan) if misses else [],
@@ -127,19 +131,19 @@ def measure_drift(
             "sha256": data.sha256,
             "tokens": int(sum(len(w) for w in windows)),
             "windows": len(windows),
-            "window": min(WINDOW, plan["context_length"]),
+            "window": window,
         },
         "reference": {
-            "model_id": plan["model"]["id"],
-            "weights_sha256": plan["model"]["weights_sha256"],
+            "model_id": plan.model.id,
+            "weights_sha256": plan.model.weights_sha256,
             "framework": f"transformers {version('transformers')}",
             "dtype": "float32",
         },
         "runtime": {
-            "engine": plan["engine"],
-            "version": version(plan["engine"]),
+            "engine": plan.engine,
+            "version": bundle.info["runtime_version"],
             "device": "cpu",
-            "inference_precision": getattr(bundle, "inference_precision", "float32"),
+            "inference_precision": bundle.inference_precision,
         },
         "per_position_mean_kld": per_position_mean([p.kld for p in parts]),
         "generation": generation,

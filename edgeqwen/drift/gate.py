@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeqwen.backends import backend_for
 from edgeqwen.errors import EdgeqwenError
+from edgeqwen.plan import BuildPlan
 from edgeqwen.targets import DriftBudget
 
 
@@ -12,7 +14,6 @@ class DriftBudgetExceeded(EdgeqwenError):
     """The bundle is measurably worse than its budget allows; it was not written."""
 
     exit_code = 1
-    quality_row: dict | None = None  # this build's line of the quality table (read by the ladder)
 
 
 @dataclass(frozen=True)
@@ -41,24 +42,9 @@ def check_budget(summary: dict, budget: DriftBudget) -> list[Miss]:
     return misses
 
 
-def suggestions(plan: dict) -> list[str]:
+def suggestions(plan: BuildPlan) -> list[str]:
     """What usually recovers accuracy, most size-efficient first, given what the plan already does."""
-    quantization, nncf = plan["quantization"], plan.get("nncf")
-    int4 = quantization.get("weights") == "int4"
-    tips = []
-    if quantization.get("lm_head") == "int4":
-        tips.append("keep the lm_head and embedding at INT8 (recipe [quantization] lm_head = \"int8\", "
-                    "embeddings = \"int8\")")
-    if int4 and nncf is not None and not (nncf["awq"] and nncf["scale_estimation"]):
-        tips.append("fit the INT4 scales on calibration text (recipe [nncf] awq = true, scale_estimation = true)")
-    if int4 and not 0 < quantization.get("block_size", 32) <= 32:
-        tips.append("use smaller quantization groups (block_size = 32)")
-    if int4 and quantization.get("algorithm") == "rtn" and nncf is None and quantization.get("embeddings") == "float":
-        tips.append("try the k-quant algorithm (algorithm = \"k_quant\")")
-    if int4 and nncf is not None and nncf["ratio"] == 1.0:
-        tips.append("keep the most sensitive fifth of the layers at INT8 (recipe [nncf] ratio = 0.8)")
-    if int4 and plan.get("device") != "npu":  # an INT8 weight-only IR crashes the NPU pipeline
-        tips.append("build INT8 weights (--precision int8)")
+    tips = backend_for(plan.engine).accuracy_suggestions(plan)
     tips.append("or loosen the budget if this drift is acceptable for your use (--max-mean-kld, --max-ppl-ratio, "
                 "--min-top1-agreement)")
     return tips

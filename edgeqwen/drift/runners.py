@@ -5,19 +5,20 @@ Both expose the same two calls:
     greedy(prompt_ids, new_tokens) -> generated token ids (stopping at the model's end token)
 
 The reference is the source checkpoint in transformers at float32. The bundle
-runs in its own runtime (ONNX Runtime GenAI, or OpenVINO for IR bundles),
-teacher-forced one token at a time: that is how the runtime decodes on the
-device, and an ONNX bundle's lm_head is pruned to the last position, so one
-step gives exactly one row of logits.
+runs through its own shim in worker mode (edgeqwen/bundle/worker.py), in its
+own runtime, teacher-forced one token at a time: that is how the runtime
+decodes on the device, and an ONNX bundle's lm_head is pruned to the last
+position, so one step gives exactly one row of logits.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from edgeqwen.bundle.worker import BundleWorker
 
 
 class ReferenceRunner:
@@ -50,97 +51,33 @@ class ReferenceRunner:
         return output[0, len(prompt_ids) :].tolist()
 
 
-class OrtGenaiRunner:
-    """Runs a bundle on this machine's CPU (a CUDA bundle too, with its providers cleared)."""
+class BundleRunner:
+    """The bundle through its own shim in worker mode, in a child process: the code and runtime that ship.
 
-    def __init__(self, bundle_dir: Path):
-        import onnxruntime_genai as og
-
-        self.og = og
-        config = og.Config(str(bundle_dir))
-        config.clear_providers()
-        # The bundle's thread count is the device's; here the measurement runs on this host's cores
-        # (4 threads on a 2-core host measured 2.5x slower).
-        host_threads = {"session_options": {"intra_op_num_threads": os.cpu_count() or 1}}
-        config.overlay(json.dumps({"model": {"decoder": host_threads}}))
-        self.model = og.Model(config)
-
-    def _generator(self, max_length: int):
-        params = self.og.GeneratorParams(self.model)
-        params.set_search_options(max_length=max_length, do_sample=False)
-        return self.og.Generator(self.model, params)
-
-    def window_logits(self, tokens: list[int]) -> np.ndarray:
-        generator = self._generator(len(tokens))  # appends all but the last token
-        rows = []
-        for token in tokens[:-1]:
-            generator.append_tokens([token])
-            rows.append(np.asarray(generator.get_logits(), dtype=np.float32).reshape(-1))
-        return np.stack(rows)
-
-    def greedy(self, prompt_ids: list[int], new_tokens: int) -> list[int]:
-        generator = self._generator(len(prompt_ids) + new_tokens)
-        generator.append_tokens(prompt_ids)
-        out = []
-        while not generator.is_done():
-            generator.generate_next_token()
-            out.append(int(generator.get_next_tokens()[0]))
-        return out
-
-
-class OpenVinoRunner:
-    """Runs an IR bundle's stateful model on this machine's CPU device (an NPU bundle too: no NPU here).
-
-    The IR is what OpenVINO GenAI loads; it is driven here through OpenVINO's own inference request so
-    each step's logits can be read. The CPU device computes at its default inference precision.
+    It runs on this machine's CPU (a CUDA or NPU bundle too), at this host's core count: the bundle's
+    thread count is the device's (4 threads on a 2-core host measured 2.5x slower). It measures the
+    files as they are (a bundle being built has no manifest yet; `edgeqwen verify` checks hashes).
     """
 
-    MODEL_FILE = "openvino_model.xml"
-
     def __init__(self, bundle_dir: Path):
-        import openvino as ov
+        self.worker = BundleWorker(bundle_dir, device="cpu", threads=os.cpu_count() or 1, verify=False)
+        self.info = self.worker.info
+        self.inference_precision = "unknown"
 
-        core = ov.Core()
-        compiled = core.compile_model(core.read_model(bundle_dir / self.MODEL_FILE), "CPU")
-        self.inference_precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self.request = compiled.create_infer_request()
-        generation = json.loads((bundle_dir / "generation_config.json").read_text())
-        eos = generation.get("eos_token_id")
-        self.end_tokens = set([eos] if isinstance(eos, int) else eos or [])
+    def __enter__(self) -> "BundleRunner":
+        return self
 
-    def _step(self, token: int, position: int) -> np.ndarray:
-        ids = np.array([[token]], dtype=np.int64)
-        self.request.infer(
-            {
-                "input_ids": ids,
-                "attention_mask": np.ones((1, position + 1), dtype=np.int64),
-                "position_ids": np.array([[position]], dtype=np.int64),
-                "beam_idx": np.zeros(1, dtype=np.int32),
-            }
-        )
-        return np.array(self.request.get_tensor("logits").data[0, -1], dtype=np.float32)
+    def __exit__(self, *exc) -> None:
+        self.worker.close()
 
     def window_logits(self, tokens: list[int]) -> np.ndarray:
-        self.request.reset_state()
-        return np.stack([self._step(token, i) for i, token in enumerate(tokens[:-1])])
+        logits, facts = self.worker.logits(tokens)
+        self.inference_precision = facts["inference_precision"]
+        return logits
 
     def greedy(self, prompt_ids: list[int], new_tokens: int) -> list[int]:
-        self.request.reset_state()
-        for i, token in enumerate(prompt_ids):
-            logits = self._step(token, i)
-        out: list[int] = []
-        while len(out) < new_tokens:
-            token = int(logits.argmax())
-            out.append(token)
-            if token in self.end_tokens:
-                break
-            logits = self._step(token, len(prompt_ids) + len(out) - 1)
-        return out
+        return self.worker.generate(prompt_ids, new_tokens)["tokens"]
 
-
-def bundle_runner(engine: str, bundle_dir: Path):
-    if engine == "onnxruntime-genai":
-        return OrtGenaiRunner(bundle_dir)
-    if engine == "openvino":
-        return OpenVinoRunner(bundle_dir)
-    raise ValueError(f"no drift runner for engine {engine!r}")
+    def render(self, messages: list[dict]) -> list[int]:
+        """The runtime's own rendering and tokenization of a conversation (thinking off, as the reference's)."""
+        return self.worker.render(messages, think=False)[1]

@@ -1,0 +1,24 @@
+"""The bundle's own program: the shim that runs a bundle on the device with nothing but its runtime.
+
+Here it is a small package, one module per concern, that imports only the Python standard library at
+module level and the bundle's runtime (onnxruntime_genai, or openvino and openvino_genai; numpy, which
+both runtimes depend on) inside the functions that need it. A bundle ships it as one readable file,
+`shim.py`, assembled from these modules in the order of MODULES by `edgeqwen.bundle.shim_file`: each
+module's names become the file's globals, so the modules import one another by relative imports only
+(`from .runtime import Sampling`), which the assembly drops.
+
+    errors        ShimError: what the user can fix, printed as one line
+    bundle_files  the bundle folder: manifest (every format version this shim reads), hashes, CPUs
+    runtime       the token-level interface every engine adapter implements, and its capabilities
+    ort_genai     ONNX Runtime GenAI adapter
+    openvino      OpenVINO GenAI adapter
+    engines       which adapter runs a folder (the device side's one engine decision)
+    generation    the generation loop, prompt fitting, and Qwen3's <think> split, all on the interface
+    terminal      one answer, and chat through stdin
+    server        the OpenAI-compatible HTTP server
+    worker        worker mode: JSON lines in, JSON and arrays out (drift, bench and device checks)
+    cli           the command line
+"""
+
+MODULES = ("errors", "bundle_files", "runtime", "ort_genai", "openvino", "engines", "generation", "terminal",
+           "server", "worker", "cli")

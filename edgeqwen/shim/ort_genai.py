@@ -1,0 +1,128 @@
+"""ONNX Runtime GenAI: genai_config.json names the model files, the tokenizer and the search defaults.
+
+Every capability of the interface is native here: og.Generator appends tokens, exposes the logits for
+the next token, chooses it (greedy or sampled, in the runtime), and rewinds (`rewind_to`).
+"""
+
+import json
+
+from .bundle_files import chat_template, read_json, thread_count
+from .errors import ShimError
+from .runtime import APPEND, EMPTY_THINKING, GENERATE, LOGITS, REWIND, Runtime, Session
+
+
+class OrtGenaiRuntime(Runtime):
+    engine = "onnxruntime-genai"
+    distributions = ("onnxruntime-genai", "onnxruntime-genai-cuda", "onnxruntime-genai-directml")
+    capabilities = frozenset({GENERATE, LOGITS, APPEND, REWIND})
+
+    def __init__(self, bundle_dir, device=None, threads=None):
+        super().__init__()
+        import onnxruntime_genai as og
+
+        self.og = og
+        genai = read_json(bundle_dir, "genai_config.json")
+        decoder = genai["model"]["decoder"]
+        session_options = decoder.get("session_options", {})
+        self.device = device or ("cuda" if "cuda" in json.dumps(session_options.get("provider_options", []))
+                                 else "cpu")
+        config = og.Config(bundle_dir)
+        if self.device == "cpu":
+            config.clear_providers()  # a CUDA bundle checked on a CPU
+        self.threads = thread_count(session_options.get("intra_op_num_threads"), threads)
+        if self.threads:
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+                "intra_op_num_threads": self.threads}}}}))
+        try:
+            self.model = og.Model(config)
+        except RuntimeError as e:
+            reason = " ".join([line for line in str(e).splitlines() if line.strip()][:1])
+            raise ShimError(f"ONNX Runtime GenAI could not load this bundle on {self.device.upper()}: {reason}"
+                            + ("; `--device cpu` runs it on the CPU" if self.device != "cpu" else "")) from None
+        self._tokenizer = None
+        self.template = chat_template(bundle_dir)
+        self.context_length = genai["model"]["context_length"]
+        self.max_prompt_tokens = self.context_length - 1
+        eos = genai["model"]["eos_token_id"]  # what the runtime's tokenizer and search stop on
+        self.eos_token_ids = tuple([eos] if isinstance(eos, int) else eos)
+
+    @property
+    def tokenizer(self):
+        """Loaded on first use: Qwen's 151,646-token vocabulary takes about a second to load, which teacher
+        forcing and benchmarks (token ids in, no text) do not need."""
+        if self._tokenizer is None:
+            self._tokenizer = self.og.Tokenizer(self.model)
+        return self._tokenizer
+
+    def render(self, messages, think):
+        text = self.tokenizer.apply_chat_template(json.dumps(messages), template_str=self.template,
+                                                  add_generation_prompt=True)
+        # onnxruntime-genai 0.14.1's template engine has no `is false` test, so Qwen3's template cannot be
+        # given enable_thinking=false ("Unknown type for 'is' operator: false"). It is rendered without it,
+        # and the block the template writes in that case is added here.
+        if self.template and "enable_thinking" in self.template and not think and not text.endswith(EMPTY_THINKING):
+            text += EMPTY_THINKING
+        return text
+
+    def encode(self, text):
+        return [int(t) for t in self.tokenizer.encode(text)]
+
+    def decode(self, ids):
+        return self.tokenizer.decode(ids)
+
+    def text_stream(self):
+        return OrtTextStream(self.tokenizer.create_stream())
+
+    def start(self, prompt_ids, sampling, need=frozenset()):
+        self.check_capabilities(need)
+        max_length = min(self.context_length, len(prompt_ids) + sampling.max_new_tokens)
+        search = {"max_length": max_length, "do_sample": not sampling.greedy, "top_p": sampling.top_p,
+                  "top_k": sampling.top_k, "temperature": sampling.temperature if not sampling.greedy else 1.0}
+        if sampling.ignore_eos:
+            search["min_length"] = max_length
+        if sampling.seed is not None:
+            search["random_seed"] = sampling.seed
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(**search)
+        session = OrtSession(self.og.Generator(self.model, params), max_length)
+        if prompt_ids:
+            session.append(prompt_ids)
+        return session
+
+
+class OrtTextStream:
+    def __init__(self, stream):
+        self.stream = stream
+
+    def feed(self, token):
+        return self.stream.decode(token)
+
+
+class OrtSession(Session):
+    capabilities = OrtGenaiRuntime.capabilities
+
+    def __init__(self, generator, max_length):
+        super().__init__(max_length)
+        self.generator = generator
+
+    def append(self, ids):
+        self.generator.append_tokens(list(ids))
+        self.tokens.extend(ids)
+
+    def logits(self):
+        return self.generator.get_logits().reshape(-1).astype("float32", copy=False)
+
+    def step(self):
+        if self.generator.is_done():
+            return None
+        self.generator.generate_next_token()
+        token = int(self.generator.get_next_tokens()[0])
+        self.tokens.append(token)
+        return token
+
+    def rewind(self, length):
+        self.generator.rewind_to(length)
+        del self.tokens[length:]
+
+    def close(self):
+        self.generator = None

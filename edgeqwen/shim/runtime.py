@@ -1,0 +1,140 @@
+"""The token-level interface every engine adapter implements, and what is common to all of them.
+
+A Runtime is one loaded bundle: it renders messages with the model's chat template, encodes and decodes
+with the runtime's own tokenizer, and starts Sessions. A Session is one sequence in the runtime: the
+tokens so far and the model's state after them. Everything else the shim does (one answer, chat, the
+server, worker mode) is written on this interface, so it behaves the same on every engine, and what an
+engine cannot do is a missing capability, refused by name, never a silent difference:
+
+    generate   step() chooses the next token (greedy or sampled) and appends it     every runtime
+    logits     logits() is the model's prediction for the token after the sequence
+    append     append(ids) feeds more tokens into a running sequence (teacher forcing)
+    rewind     rewind(length) goes back to an earlier length of the sequence
+"""
+
+from .errors import ShimError
+
+GENERATE, LOGITS, APPEND, REWIND = "generate", "logits", "append", "rewind"
+EMPTY_THINKING = "<think>\n\n</think>\n\n"  # what Qwen3's template emits when enable_thinking is false
+
+
+class Sampling:
+    """How a session chooses tokens: greedy when temperature is 0."""
+
+    def __init__(self, max_new_tokens, temperature=0.0, top_p=1.0, top_k=50, seed=None, ignore_eos=False):
+        self.max_new_tokens = max_new_tokens
+        self.temperature, self.top_p, self.top_k, self.seed = temperature, top_p, top_k, seed
+        self.ignore_eos = ignore_eos  # generate exactly max_new_tokens (benchmarks)
+
+    @property
+    def greedy(self):
+        return self.temperature <= 0
+
+
+class Session:
+    """One sequence in the runtime. `tokens` is the sequence so far; `max_length` the longest it may grow."""
+
+    capabilities = frozenset({GENERATE})
+
+    def __init__(self, max_length):
+        self.tokens = []
+        self.max_length = max_length
+
+    def step(self):
+        """Choose the next token, append it and return it; None when the runtime has ended the sequence."""
+        raise NotImplementedError
+
+    def logits(self):
+        """The model's logits for the next token: a float32 vector over the vocabulary."""
+        raise self.unsupported(LOGITS)
+
+    def append(self, ids):
+        raise self.unsupported(APPEND)
+
+    def rewind(self, length):
+        raise self.unsupported(REWIND)
+
+    def close(self):
+        """Free the sequence's state (and stop any work still running for it)."""
+
+    def unsupported(self, capability):
+        return ShimError(f"this runtime cannot {capability} here (it can: {', '.join(sorted(self.capabilities))})")
+
+
+class Runtime:
+    """One loaded bundle (or model folder) in its engine. Adapters set the attributes below."""
+
+    engine = ""
+    distributions = ()  # the runtime's package names, for the version it reports
+    capabilities = frozenset({GENERATE})
+
+    def __init__(self):
+        self.device = ""
+        self.threads = None  # the compute threads asked for, or None: the bundle's or runtime's default
+        self.context_length = 0
+        self.max_prompt_tokens = 0
+        self.eos_token_ids = ()
+        self.inference_precision = "float32"
+
+    def load(self):
+        """Load now what the adapter would load on first use, so a bundle that cannot run fails at start."""
+
+    def render(self, messages, think):
+        """The conversation as the model's chat template writes it, ready for the assistant's turn."""
+        raise NotImplementedError
+
+    def encode(self, text):
+        raise NotImplementedError
+
+    def decode(self, ids):
+        raise NotImplementedError
+
+    def text_stream(self):
+        """Token ids in, text out as soon as it is whole (a character may span several tokens)."""
+        return TextStream(self.decode)
+
+    def start(self, prompt_ids, sampling, need=frozenset()):
+        """A session holding `prompt_ids`, able to generate with `sampling` and to do what `need` names."""
+        raise NotImplementedError
+
+    def check_capabilities(self, need):
+        missing = set(need) - set(self.capabilities)
+        if missing:
+            raise ShimError(f"{self.engine} on {self.device} cannot {' or '.join(sorted(missing))} "
+                            f"(it can: {', '.join(sorted(self.capabilities))})")
+
+    def version(self):
+        from importlib.metadata import PackageNotFoundError, version
+
+        for name in self.distributions:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                continue
+        return "unknown"
+
+    def describe(self):
+        return {"engine": self.engine, "runtime_version": self.version(), "device": self.device,
+                "threads": self.threads, "capabilities": sorted(self.capabilities),
+                "context_length": self.context_length, "max_prompt_tokens": self.max_prompt_tokens,
+                "eos_token_ids": list(self.eos_token_ids)}
+
+
+class TextStream:
+    """Incremental detokenization by decoding the whole answer so far and showing what is new.
+
+    A multi-byte character split across tokens decodes to U+FFFD until its last byte arrives; it is
+    held back until then. Byte-level BPE decoding is otherwise stable under appending tokens.
+    """
+
+    def __init__(self, decode):
+        self.decode, self.ids, self.shown = decode, [], 0
+
+    def feed(self, token):
+        self.ids.append(token)
+        text = self.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""
+        piece, self.shown = text[self.shown:], len(text)
+        return piece
+

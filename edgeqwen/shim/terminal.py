@@ -1,0 +1,84 @@
+"""One answer streamed to the terminal, and a conversation through stdin."""
+
+import sys
+
+from .engines import open_bundle
+from .errors import ShimError
+from .generation import ThinkingSplitter, check_prompt_length, fit_prompt, generate
+from .runtime import Sampling
+
+
+def sampling_from(args):
+    return Sampling(args.max_new_tokens, args.temperature, args.top_p, args.top_k, args.seed)
+
+
+def load(args):
+    _, runtime = open_bundle(args.bundle, args.device, args.threads, verify=not args.no_verify)
+    runtime.load()
+    return runtime
+
+
+def terminal_printer(mode):
+    """on_text for the terminal: thinking shown inline, hidden, or sent to stderr ('separate')."""
+    splitter = ThinkingSplitter()
+
+    def on_text(piece):
+        for kind, text in splitter.feed(piece):
+            if kind == "answer" or mode == "show":
+                print(text, end="", flush=True)
+            elif mode == "separate":
+                print(text, end="", flush=True, file=sys.stderr)
+        return False
+
+    return on_text
+
+
+def run_once(args):
+    runtime = load(args)
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if args.raw:
+        text = prompt
+        ids = runtime.encode(text)
+        check_prompt_length(runtime, len(ids))
+    else:
+        text, ids = fit_prompt(runtime, args.system, [{"role": "user", "content": prompt}], args.think,
+                               args.max_new_tokens)
+    if args.print_prompt:
+        print(text, end="")
+        return
+    generate(runtime, ids, sampling_from(args), terminal_printer(args.thinking))
+    print()
+
+
+def run_chat(args):
+    runtime = load(args)
+    interactive = sys.stdin.isatty()
+    turns = []
+    if interactive:
+        print("Chat with the model. /reset starts over, /exit (or Ctrl-D) quits.", file=sys.stderr)
+    while True:
+        if interactive:
+            print("> ", end="", flush=True, file=sys.stderr)
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":
+            break
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if line.strip() == "/reset":
+            turns = []
+            print("[conversation cleared]", file=sys.stderr)
+            continue
+        turns.append({"role": "user", "content": line})
+        try:
+            _, ids = fit_prompt(runtime, args.system, turns, args.think, args.max_new_tokens,
+                                notice=lambda m: print(m, file=sys.stderr))
+        except ShimError as e:
+            turns.pop()
+            print(f"shim.py: {e}", file=sys.stderr)
+            continue
+        pieces, show = [], terminal_printer(args.thinking)
+        generate(runtime, ids, sampling_from(args), lambda piece: pieces.append(piece) or show(piece))
+        print(flush=True)
+        answer = "".join(kind == "answer" and t or "" for kind, t in ThinkingSplitter().feed("".join(pieces)))
+        turns.append({"role": "assistant", "content": answer.strip()})
