@@ -73,6 +73,15 @@ def test_the_bundle_agrees_with_its_backend(engine_bundle):
     assert backend.estimate_memory(plan).to_dict() == manifest["memory_estimate"]
 
 
+def test_no_file_names_a_folder_of_the_machine_that_built_it(engine_bundle, tiny_models):
+    """Bundles are reproducible and portable: no scratch folder or source path in any file."""
+    _, bundle = engine_bundle
+    machine_paths = (b"edgeqwen-work-", str(tiny_models["qwen3"]).encode(), b"/tmp/")
+    for path in bundle.iterdir():
+        data = path.read_bytes()
+        assert not [p for p in machine_paths if p in data], path.name
+
+
 def test_the_worker_drives_every_engine_through_the_same_interface(engine_bundle):
     engine, bundle = engine_bundle
     messages = [{"role": "user", "content": "What is a list?"}]

@@ -55,6 +55,20 @@ def compress(fp_dir: Path, out_dir: Path, config: dict) -> None:
         fp_dir, compile=False, quantization_config=OVWeightQuantizationConfig(**config)
     )
     model.save_pretrained(out_dir)
+    drop_build_paths(out_dir / "openvino_config.json")
+
+
+def drop_build_paths(config_path: Path) -> None:
+    """Optimum-Intel records the folder it read the tokenizer from (this build's scratch folder) in
+    openvino_config.json's quantization_config: a machine path that would make every bundle differ.
+    No runtime reads it; it is written as null."""
+    if not config_path.is_file():
+        return
+    config = json.loads(config_path.read_text())
+    quantization = config.get("quantization_config") or {}
+    if isinstance(quantization.get("tokenizer"), str) and Path(quantization["tokenizer"]).is_absolute():
+        quantization["tokenizer"] = None
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def main(spec_path: str) -> None:
