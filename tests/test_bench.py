@@ -96,6 +96,7 @@ def test_targets_show_predicts_decode_speed(cli):
     assert "predicted ~" in cli("targets", "show", "raspberry-pi-5").out
 
 
+@pytest.mark.slow  # over 40 s: a real conversion of its own
 def test_skip_drift_is_recorded_and_never_served_for_a_gated_build(cli, tiny_models, tmp_path):
     out = tmp_path / "skipped"
     result = cli("build", "--model", tiny_models["qwen2"], "--target", "x86-64-laptop", "--out", out, "--skip-drift")

@@ -76,6 +76,7 @@ def test_second_run_is_a_cache_hit_with_identical_files(all_targets_run):
         assert hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest() == cold_hashes[bundle.name]
 
 
+@pytest.mark.slow  # over 40 s: a real conversion of its own
 def test_corrupt_cache_entry_is_rebuilt_not_used(cli, tiny_models, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("EDGEQWEN_BUILD_CACHE", str(cache))

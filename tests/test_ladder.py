@@ -80,6 +80,7 @@ def test_an_impossible_budget_fails_with_the_whole_table(cli, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # over 40 s: a real conversion of its own
 def test_a_rung_can_be_built_on_its_own_awq_end_to_end(cli, tiny_models, tmp_path):
     """NNCF's AWQ + scale estimation, fed from the shipped calibration text, on a tiny Qwen3."""
     out = tmp_path / "awq"
@@ -93,6 +94,7 @@ def test_a_rung_can_be_built_on_its_own_awq_end_to_end(cli, tiny_models, tmp_pat
     assert manifest["plan"]["recipe"] == "qwen3+nncf-int4-awq" and manifest["quality"]["mode"] == "fixed"
 
 
+@pytest.mark.slow  # over 40 s: a real conversion of its own
 def test_gptq_rung_end_to_end_with_user_calibration_text(cli, tiny_models, tmp_path):
     """Olive's GPTQ pass before ModelBuilder, fitted on the user's --calib-data, on a tiny Qwen2."""
     from edgeqwen.drift.evaldata import load_eval_data

@@ -124,6 +124,7 @@ def test_shim_runs_the_npu_bundle_on_cpu_and_refuses_overlong_prompts(npu_bundle
     assert f"takes at most {limit}" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.slow  # over 40 s: a real conversion of its own
 def test_all_layers_int4_recipe_and_channel_wise_groups(cli, tiny_models, tmp_path, recipe):
     """A recipe asking for INT4 everywhere and channel-wise groups gets exactly that in the IR (on CPU device)."""
     recipe('[quantization]\nembeddings = "int4"\nlm_head = "int4"\nblock_size = -1', name="all4")
