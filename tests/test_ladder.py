@@ -123,3 +123,19 @@ def test_bad_calibration_file_is_refused_before_any_work(cli, tmp_path):
                   "--out", tmp_path / "b")
     assert missing.code == 2 and "--calib-data" in missing.err and "no.jsonl" in missing.err
     assert not (tmp_path / "b").exists()
+
+
+def test_a_gated_build_hands_back_its_row_instead_of_raising(tmp_path):
+    """What the ladder climbs with: a rung over budget comes back as a result (its row, the refusal), and
+    nothing reaches the destination."""
+    from edgeqwen.cache import BuildCache
+    from edgeqwen.pipeline import BuildRequest, build_gated
+
+    out = tmp_path / "tight"
+    request = BuildRequest(target="raspberry-pi-5", out=out, eval_tokens=256, rung="int4-rtn",
+                           drift_overrides={"max_mean_kld": 1e-7})
+    gated = build_gated(request, BuildCache(), mode="auto")
+    assert gated.result is None and not out.exists()
+    assert (gated.row.rung, gated.row.status) == ("int4-rtn", "failed") and gated.row.misses
+    assert gated.row.engine_options == {"accuracy_level": 4, "algorithm": "rtn"}
+    assert "misses its drift budget" in gated.refusal and (tmp_path / "tight.drift-rejected" / "drift.json").is_file()
