@@ -21,8 +21,8 @@ demo: setup
 	$(BIN)/edgeqwen build --target raspberry-pi-5 --out $(DEMO_BUNDLE) --force
 	$(BIN)/edgeqwen run $(DEMO_BUNDLE) "$(DEMO_PROMPT)" --max-new-tokens 80
 
-# The default run stays under ~15 minutes on a 2-core machine; the slow tests (kill/interrupt
-# builds, a fresh OpenVINO virtualenv, a failing quality ladder) run in CI after it.
+# The default run takes about 18 minutes on a 2-core machine; the slow tests (kill/interrupt builds,
+# a fresh OpenVINO virtualenv, the quality ladder's climbs, the data-aware rungs) run in CI after it.
 test: setup
 	$(BIN)/python -m pytest -m "not slow"
 
