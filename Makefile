@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/edgeqwen build --target raspberry-pi-5 --out $(DEMO_BUNDLE) --force
 	$(BIN)/edgeqwen run $(DEMO_BUNDLE) "$(DEMO_PROMPT)" --max-new-tokens 80
 
-# The default run takes about 18 minutes on a 2-core machine; the slow tests (kill/interrupt builds,
+# The default run takes about 14 minutes on a 2-core machine; the slow tests (kill/interrupt builds,
 # a fresh OpenVINO virtualenv, the quality ladder's climbs, the data-aware rungs) run in CI after it.
 test: setup
 	$(BIN)/python -m pytest -m "not slow"
