@@ -38,6 +38,7 @@ class Hardware:
     ram_gb: float
     memory_bandwidth_gbps: float
     accelerator: str = "none"
+    os: Literal["linux", "android", "windows"] = "linux"  # the device's own system (its README's install paths)
 
     def __post_init__(self):
         if self.cores < 1 or self.ram_gb <= 0 or self.memory_bandwidth_gbps <= 0:
@@ -123,6 +124,25 @@ class DriftBudget:
 
 
 @dataclass(frozen=True)
+class DeviceCheck:
+    """How the device check runs a bundle on this target's instruction set (edgeqwen/device).
+
+    An arm64 target runs under QEMU user-mode emulation of its core: `qemu_cpu` is QEMU's CPU model (with
+    properties), so the runtime sees the core's instruction-set extensions and picks the kernels the
+    device would; `cpu_part` and `cpu_features` are what the device's /proc/cpuinfo says of the core
+    (MIDR part number, Features line), shown to the runtime in place of the host's.
+    """
+
+    qemu_cpu: str = ""
+    cpu_part: str = ""
+    cpu_features: str = ""
+
+    def __post_init__(self):
+        if self.qemu_cpu and not (self.cpu_part and self.cpu_features):
+            raise ValueError("qemu_cpu is set: cpu_part and cpu_features (the core's /proc/cpuinfo) are needed too")
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     name: str
     description: str
@@ -131,7 +151,13 @@ class TargetProfile:
     quantization: Quantization
     limits: Limits
     drift: DriftBudget
+    device_check: DeviceCheck = DeviceCheck()
     path: Path = field(default=Path(), compare=False, metadata={"internal": True})
+
+    def __post_init__(self):
+        if self.hardware.cpu_arch == "arm64" and not self.device_check.qemu_cpu:
+            raise ValueError("cpu_arch = 'arm64': the device check needs [device_check] qemu_cpu, cpu_part and "
+                             "cpu_features (the core QEMU emulates and what its /proc/cpuinfo says)")
 
 
 def targets_dir() -> Path:
