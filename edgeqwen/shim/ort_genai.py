@@ -36,9 +36,7 @@ class OrtGenaiRuntime(Runtime):
         try:
             self.model = og.Model(config)
         except RuntimeError as e:
-            reason = " ".join([line for line in str(e).splitlines() if line.strip()][:1])
-            raise ShimError(f"ONNX Runtime GenAI could not load this bundle on {self.device.upper()}: {reason}"
-                            + ("; `--device cpu` runs it on the CPU" if self.device != "cpu" else "")) from None
+            raise ShimError(load_failure(str(e), self.device)) from None
         self._tokenizer = None
         self.template = chat_template(bundle_dir)
         self.context_length = genai["model"]["context_length"]
@@ -88,6 +86,18 @@ class OrtGenaiRuntime(Runtime):
         if prompt_ids:
             session.append(prompt_ids)
         return session
+
+
+def load_failure(message, device):
+    """One line for a bundle the runtime cannot load: for a CUDA bundle on the CPU build, which package is
+    missing and how to get it."""
+    if device == "cuda" and ("Cuda interface not available" in message or "onnxruntime-genai-cuda" in message):
+        return ("this bundle runs on CUDA, and the installed onnxruntime-genai is the CPU build (it has no "
+                "libonnxruntime-genai-cuda.so): install onnxruntime-genai-cuda (from PyPI on x86-64; on a Jetson, "
+                "build it on the device as README.md shows), or run the bundle on the CPU with --cpu")
+    reason = " ".join([line for line in message.splitlines() if line.strip()][:1])
+    hint = "; `--device cpu` runs it on the CPU" if device != "cpu" else ""
+    return f"ONNX Runtime GenAI could not load this bundle on {device.upper()}: {reason}{hint}"
 
 
 class OrtTextStream:
