@@ -45,6 +45,18 @@ class WorkerError(EdgeqwenError):
     exit_code = 1
 
 
+class DeviceCheckError(EdgeqwenError):
+    """The device check could not be set up or run (emulator, runtime wheels); the message says what to do."""
+
+    exit_code = 1
+
+
+class DeviceCheckFailed(EdgeqwenError):
+    """The bundle ran on its target's instruction set and failed there; it was not written."""
+
+    exit_code = 1
+
+
 class BenchError(EdgeqwenError):
     """A benchmark could not run: the folder, the options or the runtime failed."""
 

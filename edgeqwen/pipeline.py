@@ -4,7 +4,9 @@
     fit       BuildPlan -> MemoryEstimate, or FitError    (before any long work)
     convert   the target's backend writes the runtime's files, and the bundle's shim.py is added
     drift     the staged bundle, through its own shim, vs the full-precision model; over budget: refused
-    bundle    device README, manifest; atomic move into place
+    bundle    device README, manifest
+    device    the bundle on its target's instruction set with its documented runtime (edgeqwen.device);
+              failed: refused; then the atomic move into place
 
 No stage reaches into another's internals: the backend only sees the plan and
 folders, the drift stage only the staged bundle's shim, the bundle stage only
@@ -34,11 +36,12 @@ from edgeqwen.bundle.readme import device_readme
 from edgeqwen.bundle.shim_file import write_shim
 from edgeqwen.bundle.writer import StagedBundle
 from edgeqwen.cache import BuildCache, cache_key, copy_entry, source_sha256
+from edgeqwen.device import check as device_check
 from edgeqwen.drift.evaldata import load_eval_data
 from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, measure_drift
 from edgeqwen.drift.gate import DriftBudgetExceeded
 from edgeqwen.drift.report import REPORT_FILES, write_report
-from edgeqwen.errors import BuildError, WorkerError
+from edgeqwen.errors import BuildError, DeviceCheckFailed, WorkerError
 from edgeqwen.fit import MemoryEstimate, check_fit
 from edgeqwen.models import ModelSource, resolve_model
 from edgeqwen.plan import BuildPlan, resolve_plan
@@ -68,6 +71,7 @@ class BuildRequest:
     rung: Optional[str] = None  # a rung of recipes/rungs/ on top of the recipe
     skip_drift: bool = False  # random-weight benchmark models only: no drift measured, and the manifest says so
     calib_data: Optional[Path] = None  # None: the train split of the shipped corpus
+    device_check: bool = True  # False: the bundle's device_check.json says "not run" and why
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,10 @@ class BuildResult:
         return self.resolved.destination
 
     @cached_property
+    def device_check(self) -> device_check.DeviceCheck:
+        return device_check.DeviceCheck(json.loads((self.bundle_dir / device_check.REPORT_FILE).read_text()))
+
+    @cached_property
     def model_file_bytes(self) -> int:
         """The model's graphs and weights (every role the backend names), without tokenizer, shim and docs."""
         return model_file_bytes(self.manifest, backend_for(self.resolved.plan.engine).model_files(self.bundle_dir))
@@ -116,8 +124,9 @@ class BuildResult:
             "drift": ({"skipped": True} if self.drift.get("skipped")
                       else {"passed": self.drift["passed"], **self.drift["summary"]}),
             "quality": with_times(self.drift["quality"], self.rung_seconds),
+            "device_check": {**self.device_check.summary(), "report": device_check.REPORT_FILE},
             "cache_hit": self.cache_hit,
-            "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
+            "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items() if k != "device_parts"},
         }
 
     def summary(self) -> str:
@@ -133,6 +142,7 @@ class BuildResult:
             f"  drift    {drift_line(self.drift)}\n"
             f"{quality_lines(self.drift['quality'], self.rung_seconds)}"
             f"{speed_line(self.manifest, self.resolved.plan.device)}"
+            f"  device   {device_check.summary_line(self.device_check, self.stage_seconds.get('device_parts'))}\n"
             f"  memory   ~{d['memory_estimate']['total_mb']:.0f} MB at {d['memory_estimate']['context_length']} "
             f"tokens of the target's {d['memory_estimate']['budget_mb']:.0f} MB budget\n"
             f"  run it   {run}\n"
@@ -225,6 +235,7 @@ def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest, quality: Qu
         eval_tokens=request.eval_tokens,
         quality=quality.to_dict(),  # the rungs tried before this one land in drift.json
         skip_drift=request.skip_drift,
+        device_check=request.device_check,
     )
 
 
@@ -305,7 +316,8 @@ def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared
     Returns the cache status and the gate's decision (with the manifest, when the bundle passed).
     """
     backend = backend_for(resolved.plan.engine)
-    stages = tqdm(total=3, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
+    memo = shared.reference_memo if shared else {}  # the reference's logits, for the drift and device stages
+    stages = tqdm(total=4, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
     with stages:
         started = time.monotonic()
         stages.set_postfix_str(f"convert ({resolved.plan.engine})")
@@ -330,7 +342,7 @@ def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared
         started = time.monotonic()
         stages.set_postfix_str("drift")
         gate = Gate(skipped_drift(before), None) if request.skip_drift else gate_drift(resolved, staging, request,
-                                                                                      before, shared)
+                                                                                      before, memo)
         if gate.refusal:
             return cache_status, gate
         timings["drift"] = time.monotonic() - started
@@ -338,10 +350,43 @@ def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared
 
         started = time.monotonic()
         stages.set_postfix_str("bundle")
-        gate.manifest = write_bundle(resolved, staging, engine_facts, gate.report)
+        body = write_bundle(resolved, staging, engine_facts, gate.report)
         timings["bundle"] = time.monotonic() - started
         stages.update(1)
+
+        started = time.monotonic()
+        stages.set_postfix_str(f"device check ({resolved.target.hardware.cpu_arch})")
+        check = run_device_stage(resolved, staging, request, memo)
+        timings["device"] = time.monotonic() - started
+        timings["device_parts"] = check.seconds
+        gate.manifest = manifest_format.write_manifest(staging, {**body, "device_check": check.summary()})
+        stages.update(1)
     return cache_status, gate
+
+
+DEVICE_CHECK_OFF = "--no-device-check"
+
+
+def run_device_stage(resolved: ResolvedBuild, staging: Path, request: BuildRequest, memo: dict):
+    """The finished bundle on its target's instruction set; its report goes into the bundle, or aside and the
+    build fails when the bundle failed there."""
+    plan, target = resolved.plan, resolved.target
+    if not request.device_check:
+        check = device_check.not_run(target.name, f"{DEVICE_CHECK_OFF}: the bundle was not run on its target's "
+                                                  "instruction set")
+    elif request.skip_drift:
+        check = device_check.not_run(target.name, "--skip-drift: a random-weight benchmark model is not checked")
+    else:
+        check = device_check.run_check(staging, plan, target, resolved.source.path, request.eval_data,
+                                       request.eval_tokens, memo)
+    if check.status == "failed":
+        kept = resolved.destination.parent / f"{resolved.destination.name}.device-check-failed"
+        device_check.write_report(kept, check)
+        raise DeviceCheckFailed(
+            f"the {target.name} bundle of {plan.model.id} failed its device check, so it was not written to "
+            f"{resolved.destination}:\n  {device_check.summary_line(check)}\nReport: {kept}/{device_check.REPORT_FILE}")
+    device_check.write_report(staging, check)
+    return check
 
 
 def convert_in_work_folder(resolved, backend, cache: BuildCache | None, key: str) -> tuple[Path, Path]:
@@ -366,7 +411,7 @@ def convert_in_work_folder(resolved, backend, cache: BuildCache | None, key: str
 
 
 def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, before: QualityRecord,
-               shared: SharedWork | None) -> Gate:
+               memo: dict) -> Gate:
     """Measure the staged bundle; write the report into it, or aside (with the refusal) if over budget."""
     try:
         report, per_token_kld = measure_drift(
@@ -375,7 +420,7 @@ def gate_drift(resolved: ResolvedBuild, staging: Path, request: BuildRequest, be
             resolved.source.path,
             request.eval_data,
             request.eval_tokens,
-            reference_memo=shared.reference_memo if shared else None,
+            reference_memo=memo,
         )
     except WorkerError as e:
         raise BuildError(f"the staged bundle did not run through its own shim: {e}") from None
@@ -442,10 +487,11 @@ def drift_facts(drift: dict) -> dict:
 
 
 def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, drift: dict) -> dict:
+    """The README and a manifest; returns the manifest's body, which the device stage completes."""
     plan, target = resolved.plan, resolved.target
     requirement = backend_for(plan.engine).runtime_requirement(plan)
     staged_files = [p for p in staging.iterdir() if p.is_file()]
-    files = sorted([p.name for p in staged_files] + ["README.md"])
+    files = sorted([p.name for p in staged_files] + ["README.md", device_check.REPORT_FILE])
     bundle_bytes = sum(p.stat().st_size for p in staged_files)  # all but the README being written
     (staging / "README.md").write_text(device_readme(plan, target, requirement, bundle_bytes, files))
     source = resolved.source
@@ -470,4 +516,5 @@ def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, dri
         "engine": engine_facts,
         "tools": manifest_format.tool_versions(),
     }
-    return manifest_format.write_manifest(staging, body)
+    manifest_format.write_manifest(staging, body)  # the device check runs the bundle as it ships: with its manifest
+    return body

@@ -33,6 +33,9 @@ def _hermetic_environment(tmp_path_factory):
     patch.setenv("HF_HUB_OFFLINE", "1")
     patch.setenv("EDGEQWEN_CACHE", str(tmp_path_factory.mktemp("edgeqwen-cache")))
     patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+    # Builds here skip the device check (minutes of emulation each) unless a test asks for it with
+    # --device-check; tests/test_device_check.py does, and checks that a skipped check says "not run".
+    patch.setenv("EDGEQWEN_DEVICE_CHECK", "off")
     yield
     patch.undo()
 

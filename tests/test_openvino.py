@@ -7,7 +7,6 @@ IR's structure (symmetric INT4 weights, no dynamic dimensions the NPU pipeline c
 import json
 import subprocess
 import sys
-import venv
 from importlib.metadata import version
 
 import openvino as ov
@@ -171,20 +170,24 @@ def test_bad_nncf_recipe_values_are_named(cli, tiny_models, tmp_path, recipe):
 
 @pytest.mark.slow
 def test_demo_npu_bundle_answers_in_a_fresh_virtualenv_with_only_openvino(tmp_path):
+    """The device check's own environment: a fresh virtualenv with only the README's requirement."""
     from edgeqwen.cli import main
+    from edgeqwen.device.environments import prepare
+    from edgeqwen.targets import load_target
 
     bundle = tmp_path / "npu"
-    assert main(["build", "--target", NPU, "--out", str(bundle)]) == 0
+    assert main(["build", "--target", NPU, "--out", str(bundle), "--device-check"]) == 0
     manifest = json.loads((bundle / "manifest.json").read_text())
     model_bytes = sum(e["size"] for n, e in manifest["files"].items() if n.startswith("openvino_model."))
     assert model_bytes < 0.55 * manifest["model"]["fp16_checkpoint_bytes"]  # INT4 layers + one INT8 table
+    check = json.loads((bundle / "device_check.json").read_text())
+    assert check["status"] == "partial" and check["environment"]["kind"] == "native"  # the NPU itself: not run
+    assert [item["what"] for item in check["not_run"]] == ["the NPU"]
+    assert {part["status"] for part in check["parts"].values()} == {"passed"}
+    assert check["runtime"]["installed"]["openvino-genai"] == manifest["runtime"]["requirement"].split("==")[1]
 
-    env_dir = tmp_path / "device-env"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    install = subprocess.run([python, "-m", "pip", "install", "-q", manifest["runtime"]["requirement"]],
-                             capture_output=True, text=True, timeout=900)
-    assert install.returncode == 0, install.stderr
+    environment = prepare(load_target(NPU), manifest["runtime"]["requirement"])  # cached by the build's check
+    python = environment.command[0]
     installed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True)
     names = {p["name"].lower() for p in json.loads(installed.stdout)}
     assert {"openvino", "openvino-genai", "openvino-tokenizers"} <= names

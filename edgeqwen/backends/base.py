@@ -61,8 +61,9 @@ class Backend(ABC):
         """Weights, KV cache and runtime memory of the planned bundle on its device."""
 
     @abstractmethod
-    def runtime_requirement(self, plan: BuildPlan) -> str:
-        """The one pip requirement a device installs to run the bundle (what its shim imports)."""
+    def runtime_requirement(self, plan: BuildPlan, device: str | None = None) -> str:
+        """The one pip requirement a device installs to run the bundle (what its shim imports), for the
+        plan's device or another one the bundle also runs on (`device="cpu"`)."""
 
     @abstractmethod
     def accuracy_suggestions(self, plan: BuildPlan) -> list[str]:

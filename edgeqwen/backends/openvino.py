@@ -283,7 +283,7 @@ class OpenVinoBackend(Backend):
                           + (1 - options.ratio) * bits_per_weight(backup, plan, float_bytes))
         return estimate_memory(plan, float_bytes, layer_bits)
 
-    def runtime_requirement(self, plan: BuildPlan) -> str:
+    def runtime_requirement(self, plan: BuildPlan, device: str | None = None) -> str:
         # openvino-genai brings the matching openvino and openvino-tokenizers (the IR tokenizer's operations).
         return f"openvino-genai=={runtime_version('openvino-genai')}"
 

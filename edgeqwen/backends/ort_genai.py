@@ -310,8 +310,8 @@ class OrtGenaiBackend(Backend):
         # The model's I/O type, the KV cache and the block scales: fp16 on CUDA, fp32 on the CPU.
         return estimate_memory(plan, float_bytes=2 if plan.device == "cuda" else 4)
 
-    def runtime_requirement(self, plan: BuildPlan) -> str:
-        package = "onnxruntime-genai-cuda" if plan.device == "cuda" else "onnxruntime-genai"
+    def runtime_requirement(self, plan: BuildPlan, device: str | None = None) -> str:
+        package = "onnxruntime-genai-cuda" if (device or plan.device) == "cuda" else "onnxruntime-genai"
         return f"{package}=={runtime_version('onnxruntime-genai')}"
 
     def accuracy_suggestions(self, plan: BuildPlan) -> list[str]:
@@ -326,15 +326,6 @@ class OrtGenaiBackend(Backend):
         if int4:
             tips.append("build INT8 weights (--precision int8)")
         return tips
-
-    def readme_notes(self, plan: BuildPlan) -> str:
-        if plan.device != "cuda":
-            return ""
-        return (
-            "\nOn a Jetson, install the CUDA build of the runtime that matches your JetPack "
-            "(onnxruntime-genai-cuda; NVIDIA's Jetson wheels for JetPack 6). `--cpu` runs the same "
-            "bundle on the CPU for a quick check.\n"
-        )
 
     def engine_config(self, plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
         return {"olive_workflow": olive_workflow(plan, model_dir, work_dir)}

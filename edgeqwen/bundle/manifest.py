@@ -23,6 +23,7 @@ from edgeqwen.hashing import file_entries
 FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
+DEVICE_CHECK_FILE = "device_check.json"  # the device check's report (edgeqwen/device/check.py)
 # The tools every build uses; each backend names its engine's own (Backend.tool_distributions).
 COMMON_TOOLS = ("edgeqwen", "transformers", "torch", "tokenizers")
 

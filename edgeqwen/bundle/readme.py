@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 from edgeqwen.backends import backend_for
+from edgeqwen.device.install import InstallPath, install_paths
 from edgeqwen.plan import BuildPlan
 from edgeqwen.targets import TargetProfile
 
 MB = 1024 * 1024
-
-INSTALL_NOTES = {
-    "arm64": "On Raspberry Pi OS (64-bit) or another arm64 Linux, and on Android in Termux with Python "
-    "(`pkg install python`), the runtime installs from PyPI:",
-    "x86_64": "On a 64-bit Linux or macOS machine the runtime installs from PyPI:",
-}
-WINDOWS_NOTE = """On Windows (PowerShell), the same with Windows paths:
-
-```
-py -m venv $HOME\\qwen-env; & $HOME\\qwen-env\\Scripts\\Activate.ps1
-pip install {requirement}
-```
-"""
-
 
 def precision_line(plan: BuildPlan) -> str:
     q = plan.quantization
@@ -30,10 +17,21 @@ def precision_line(plan: BuildPlan) -> str:
     return line + backend_for(plan.engine).options_summary(plan)
 
 
+def install_section(path: InstallPath) -> str:
+    """One install path: the commands the device check ran (or, marked so, one it could not run)."""
+    ran = ("*The device check installed this requirement for the device's platform and ran the bundle with it "
+           "before the bundle shipped (device_check.json).*"
+           if path.checked else "*Not run where this bundle was built.*")
+    language = "kotlin" if path.name == "android-app" else ""
+    note = f"{path.note}\n\n" if path.note else ""
+    then = f"\nThen `{path.run_command}` in this folder.\n" if path.requirement else ""
+    return f"### {path.title}\n\n{ran} {note}```{language}\n" + "\n".join(path.commands) + f"\n```\n{then}"
+
+
 def device_readme(plan: BuildPlan, target: TargetProfile, requirement: str, bundle_bytes: int, files: list[str]) -> str:
-    device_notes = backend_for(plan.engine).readme_notes(plan)  # the CUDA runtime on a Jetson, the NPU's driver
+    device_notes = backend_for(plan.engine).readme_notes(plan)  # the NPU's driver and what was verified for it
     listing = "\n".join(f"- `{name}`" for name in files)
-    windows = WINDOWS_NOTE.format(requirement=requirement) if target.hardware.cpu_arch == "x86_64" else ""
+    installs = "\n".join(install_section(path) for path in install_paths(plan, target))
     return f"""# {plan.model.id} for {target.name}
 
 {target.description}.
@@ -44,13 +42,9 @@ Bundle size: {bundle_bytes / MB:.1f} MB.
 
 ## Install the runtime (once)
 
-{INSTALL_NOTES.get(target.hardware.cpu_arch, INSTALL_NOTES["x86_64"])}
+The runtime is one pip requirement, `{requirement}`; these are the ways to get it onto the device.
 
-```
-python3 -m venv ~/qwen-env && . ~/qwen-env/bin/activate
-pip install {requirement}
-```
-{windows}{device_notes}
+{installs}{device_notes}
 ## Run it three ways
 
 The shim needs nothing but the runtime. At every start it checks each file against the sha256 in
@@ -92,5 +86,10 @@ every option.
 
 {listing}
 - `manifest.json`: format version, model identity and weights hash, target, recipe, the resolved
-  build plan, tool versions, and the size and sha256 of every file above.
+  build plan, tool versions, the device check's verdict, and the size and sha256 of every file above.
+
+`device_check.json` says how this bundle ran on its target's instruction set before it was written:
+where (an emulated core, or this architecture natively), the runtime packages actually installed,
+the commands, the shim's answer and server, and the drift measured on the device's kernels; what
+could not be run there (an NPU, a GPU) is listed as not run.
 """

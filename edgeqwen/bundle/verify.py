@@ -1,14 +1,48 @@
-"""`verify`: a bundle is exactly what its manifest says, no more and no less."""
+"""`verify`: a bundle is exactly what its manifest says, no more and no less, and its device check agrees."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from edgeqwen.bundle.manifest import MANIFEST_NAME, read_manifest
+from edgeqwen.bundle.manifest import DEVICE_CHECK_FILE, MANIFEST_NAME, read_manifest
 from edgeqwen.hashing import file_problems
 
 
 def verify_bundle(bundle_dir: Path) -> list[str]:
     """Every problem found, as a sentence naming the file; an empty list means the bundle is intact."""
     manifest = read_manifest(bundle_dir)  # raises on a missing manifest or an unknown format_version
-    return file_problems(bundle_dir, manifest.get("files", {}), frozenset({MANIFEST_NAME}))
+    problems = file_problems(bundle_dir, manifest.get("files", {}), frozenset({MANIFEST_NAME}))
+    return problems + device_check_problems(bundle_dir, manifest)
+
+
+def device_check_problems(bundle_dir: Path, manifest: dict) -> list[str]:
+    """The manifest's device-check verdict against device_check.json (bundles from before the check have neither)."""
+    recorded = manifest.get("device_check")
+    if recorded is None:
+        return []
+    path = bundle_dir / DEVICE_CHECK_FILE
+    if not path.is_file():
+        return [f"{DEVICE_CHECK_FILE}: the manifest records a device check, but the report is missing"]
+    try:
+        report = json.loads(path.read_text())
+    except ValueError as e:
+        return [f"{DEVICE_CHECK_FILE}: not valid JSON ({e})"]
+    problems = []
+    if report.get("status") != recorded.get("status"):
+        problems.append(f"{DEVICE_CHECK_FILE}: status {report.get('status')!r}, the manifest says "
+                        f"{recorded.get('status')!r}")
+    if report.get("status") == "failed":
+        problems.append(f"{DEVICE_CHECK_FILE}: the bundle failed its device check ({', '.join(report.get('failed', []))})")
+    return problems
+
+
+def device_check_note(manifest: dict) -> str | None:
+    """What `verify` says of the device check, or None for a bundle from before it existed."""
+    recorded = manifest.get("device_check")
+    if recorded is None:
+        return None
+    status = recorded["status"]
+    where = f" on {recorded['environment']}" if recorded.get("environment") else ""
+    missing = "; ".join(f"{item['what']} not run ({item['reason']})" for item in recorded.get("not_run", []))
+    return f"device check {status}{where}" + (f"; {missing}" if missing else "")

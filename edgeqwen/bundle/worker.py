@@ -2,8 +2,8 @@
 
 The drift gate, `edgeqwen eval` and `edgeqwen bench` measure a bundle this way, so what they measure
 is the code and the runtime that ship: the bundle's own shim.py, its runtime adapter, its tokenizer and
-chat template. The child needs nothing of edgeqwen: later, the same worker runs under an emulator or a
-simulator with only the runtime installed (`python` names that interpreter).
+chat template. The child needs nothing of edgeqwen: the device check runs the same worker under an
+emulator with only the runtime installed (`python_command` names that interpreter).
 
 Which shim: a bundle's own (a bundle being built has one before its manifest is written). A bundle of
 format_version 1 has a shim without worker mode, and a plain export (another tool's folder, for a
@@ -45,7 +45,9 @@ class BundleWorker:
     """`with BundleWorker(folder) as worker:` ... worker.logits(tokens), worker.generate(ids, n), ..."""
 
     def __init__(self, folder: Path, *, device: str | None = "cpu", threads: int | None = None,
-                 python: str = sys.executable, verify: bool = True):
+                 verify: bool = True, python_command: list[str] | None = None, env: dict[str, str] | None = None):
+        """`python_command` runs the shim's Python (default: this one), e.g. an emulated interpreter;
+        `env` is the child's whole environment (default: this process's)."""
         self.folder = Path(folder)
         self.scratch = None
         if ships_worker(self.folder):
@@ -53,7 +55,7 @@ class BundleWorker:
         else:
             self.scratch = tempfile.TemporaryDirectory(prefix="edgeqwen-shim-")
             shim = write_shim(Path(self.scratch.name) / SHIM)
-        command = [python, str(shim), "worker", "--bundle", str(self.folder.resolve())]
+        command = [*(python_command or [sys.executable]), str(shim), "worker", "--bundle", str(self.folder.resolve())]
         if device:
             command += ["--device", device]
         if threads:
@@ -61,7 +63,8 @@ class BundleWorker:
         if not verify:
             command.append("--no-verify")
         self.stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                        env=env)
         hello = self._read_answer("hello")
         if hello.get("protocol") != PROTOCOL_VERSION:
             self.close()

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from edgeqwen import __version__
-from edgeqwen.cli import bench, build, eval, matrix, pack, run, targets, verify
+from edgeqwen.cli import bench, build, check, eval, matrix, pack, run, targets, verify
 from edgeqwen.errors import EdgeqwenError
 
-VERBS = (targets, build, eval, run, bench, verify, pack, matrix)
+VERBS = (targets, build, check, eval, run, bench, verify, pack, matrix)
 
 
 def make_parser() -> argparse.ArgumentParser:

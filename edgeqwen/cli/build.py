@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +28,9 @@ EXAMPLES = """Examples:
 
 Every build measures the bundle against the full-precision model (drift) and refuses to write a
 bundle that misses the target's drift budget; the report is then kept in BUNDLE.drift-rejected/.
+Then the device check runs the bundle on its target's instruction set (arm64 targets under QEMU
+user-mode emulation of their core) with the runtime installed as its README says; a bundle that
+fails there is not written either (BUNDLE.device-check-failed/).
 """
 
 
@@ -62,6 +66,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--skip-drift", action="store_true",
                         help="do not measure drift (implies --quality fixed): only for random-weight benchmark models, "
                              "whose accuracy means nothing; the manifest records that the gate was skipped")
+    parser.add_argument("--device-check", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the finished bundle on its target's instruction set (arm64 under QEMU) with its "
+                             "documented runtime before it ships (default: on; EDGEQWEN_DEVICE_CHECK=off turns the "
+                             "default off); --no-device-check records the check as not run")
     parser.add_argument("--json", action="store_true", help="print a machine-readable result")
     parser.set_defaults(handler=handle)
 
@@ -88,12 +96,19 @@ def make_request(args, target: str, out: Path | None) -> pipeline.BuildRequest:
         rung=args.rung,
         skip_drift=args.skip_drift,
         calib_data=args.calib_data,
+        device_check=device_check_wanted(args),
         drift_overrides={
             "max_ppl_ratio": args.max_ppl_ratio,
             "max_mean_kld": args.max_mean_kld,
             "min_top1_agreement": args.min_top1_agreement,
         },
     )
+
+
+def device_check_wanted(args) -> bool:
+    if args.device_check is not None:
+        return args.device_check
+    return os.environ.get("EDGEQWEN_DEVICE_CHECK", "on").lower() not in ("off", "0", "no", "false")
 
 
 def quality_mode(args) -> str:
@@ -171,19 +186,20 @@ def build_many(args) -> int:
 
 
 def summary_table(rows: list[dict]) -> str:
-    header = ("target", "status", "size MB", "drift", "mean KLD", "top-1", "cache", "seconds")
+    header = ("target", "status", "size MB", "drift", "mean KLD", "top-1", "device check", "cache", "seconds")
     lines = [header]
     for r in rows:
         if r["status"] == "ok" and r["drift"].get("skipped"):
-            lines.append((r["target"], "ok", f"{r['bundle_bytes'] / 2**20:.1f}", "skipped", "-", "-", r["cache_hit"],
-                          f"{r['seconds']['total']:.0f}"))
+            lines.append((r["target"], "ok", f"{r['bundle_bytes'] / 2**20:.1f}", "skipped", "-", "-",
+                          r["device_check"]["status"], r["cache_hit"], f"{r['seconds']['total']:.0f}"))
         elif r["status"] == "ok":
             drift = r["drift"]
             lines.append((r["target"], "ok", f"{r['bundle_bytes'] / 2**20:.1f}",
                           "passed" if drift["passed"] else "FAILED", f"{drift['mean_kld']:.4f}",
-                          f"{drift['top1_agreement']:.1%}", r["cache_hit"], f"{r['seconds']['total']:.0f}"))
+                          f"{drift['top1_agreement']:.1%}", r["device_check"]["status"], r["cache_hit"],
+                          f"{r['seconds']['total']:.0f}"))
         else:
-            lines.append((r["target"], r["status"], "-", "-", "-", "-", "-",
+            lines.append((r["target"], r["status"], "-", "-", "-", "-", "-", "-",
                           f"{r.get('seconds', {}).get('total', 0):.0f}"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)

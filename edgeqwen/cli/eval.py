@@ -54,13 +54,18 @@ def source_model(manifest: dict, model_arg: str | None):
     return source
 
 
+def eval_tokens_of(args) -> int:
+    """--eval-tokens, or, when neither text nor length is given, the build's own measurement's length."""
+    built_report = args.bundle / "drift.json"
+    if args.eval_data is None and args.eval_tokens == DEFAULT_EVAL_TOKENS and built_report.is_file():
+        return json.loads(built_report.read_text())["eval_data"]["tokens"]
+    return args.eval_tokens
+
+
 def handle(args) -> int:
     manifest = read_manifest(args.bundle)
     source = source_model(manifest, args.model)
-    eval_tokens = args.eval_tokens
-    built_report = args.bundle / "drift.json"
-    if args.eval_data is None and eval_tokens == DEFAULT_EVAL_TOKENS and built_report.is_file():
-        eval_tokens = json.loads(built_report.read_text())["eval_data"]["tokens"]  # the build's own measurement
+    eval_tokens = eval_tokens_of(args)
     plan = manifest_plan(args.bundle, manifest)
     report, per_token_kld = measure_drift(args.bundle, plan, source.path, args.eval_data, eval_tokens)
     if args.report_dir:
