@@ -61,3 +61,14 @@ class BenchError(EdgeqwenError):
     """A benchmark could not run: the folder, the options or the runtime failed."""
 
     exit_code = 1
+
+
+class ParityError(EdgeqwenError):
+    """The bundle's runtime tokenizes or renders the chat template differently from Hugging Face; `record` holds
+    the check's result (edgeqwen/parity.py)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, record: dict | None = None):
+        super().__init__(message)
+        self.record = record

@@ -3,13 +3,15 @@
     resolve   model + target + recipe -> BuildPlan        (seconds; all input errors surface here)
     fit       BuildPlan -> MemoryEstimate, or FitError    (before any long work)
     convert   the target's backend writes the runtime's files, and the bundle's shim.py is added
+    parity    the staged bundle's tokenizer and chat template, through its own shim, vs Hugging Face's on
+              the shipped test set (edgeqwen.parity); any difference: refused
     drift     the staged bundle, through its own shim, vs the full-precision model; over budget: refused
     bundle    device README, manifest
     device    the bundle on its target's instruction set with its documented runtime (edgeqwen.device);
               failed: refused; then the atomic move into place
 
 No stage reaches into another's internals: the backend only sees the plan and
-folders, the drift stage only the staged bundle's shim, the bundle stage only
+folders, the parity and drift stages only the staged bundle's shim, the bundle stage only
 files and the plan. `build_gated` is one build through the gate, returning
 what it found either way (the quality ladder climbs with it); `build` is the
 fixed build, which raises DriftBudgetExceeded for a bundle over budget.
@@ -28,6 +30,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from edgeqwen import parity
 from edgeqwen.backends import backend_for
 from edgeqwen.bench.bandwidth import decode_ceiling
 from edgeqwen.bench.predict import prediction_line
@@ -41,7 +44,7 @@ from edgeqwen.drift.evaldata import load_eval_data
 from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, measure_drift
 from edgeqwen.drift.gate import DriftBudgetExceeded
 from edgeqwen.drift.report import REPORT_FILES, write_report
-from edgeqwen.errors import BuildError, DeviceCheckFailed, WorkerError
+from edgeqwen.errors import BuildError, DeviceCheckFailed, ParityError, WorkerError
 from edgeqwen.fit import MemoryEstimate, check_fit
 from edgeqwen.models import ModelSource, resolve_model
 from edgeqwen.plan import BuildPlan, resolve_plan
@@ -124,6 +127,7 @@ class BuildResult:
             "drift": ({"skipped": True} if self.drift.get("skipped")
                       else {"passed": self.drift["passed"], **self.drift["summary"]}),
             "quality": with_times(self.drift["quality"], self.rung_seconds),
+            "parity": self.manifest.get("parity"),  # None for a bundle from before the check
             "device_check": {**self.device_check.summary(), "report": device_check.REPORT_FILE},
             "cache_hit": self.cache_hit,
             "seconds": {k: round(v, 2) for k, v in self.stage_seconds.items() if k != "device_parts"},
@@ -139,6 +143,7 @@ class BuildResult:
             f"  size     {d['bundle_bytes'] / MB:.1f} MB = {d['size_ratio_vs_fp16']:.0%} of the FP16 checkpoint "
             f"({d['fp16_checkpoint_bytes'] / MB:.1f} MB); model files {d['model_file_bytes'] / MB:.1f} MB = "
             f"{d['model_file_ratio_vs_fp16']:.0%}, the rest is the tokenizer\n"
+            f"  parity   {parity.summary_line(self.manifest.get('parity'))}\n"
             f"  drift    {drift_line(self.drift)}\n"
             f"{quality_lines(self.drift['quality'], self.rung_seconds)}"
             f"{speed_line(self.manifest, self.resolved.plan.device)}"
@@ -234,6 +239,7 @@ def bundle_cache_key(resolved: ResolvedBuild, request: BuildRequest, quality: Qu
         eval_data=load_eval_data(request.eval_data).sha256,
         eval_tokens=request.eval_tokens,
         quality=quality.to_dict(),  # the rungs tried before this one land in drift.json
+        parity_testset=parity.load_testset().sha256,  # its record lands in the manifest
         skip_drift=request.skip_drift,
         device_check=request.device_check,
     )
@@ -311,13 +317,13 @@ class Gate:
 
 
 def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared, timings) -> tuple[str, Gate]:
-    """convert (or reuse a cached conversion) -> drift gate -> bundle files, all inside `staging`.
+    """convert (or reuse a cached conversion) -> parity check -> drift gate -> bundle files, all inside `staging`.
 
     Returns the cache status and the gate's decision (with the manifest, when the bundle passed).
     """
     backend = backend_for(resolved.plan.engine)
     memo = shared.reference_memo if shared else {}  # the reference's logits, for the drift and device stages
-    stages = tqdm(total=4, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
+    stages = tqdm(total=5, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
     with stages:
         started = time.monotonic()
         stages.set_postfix_str(f"convert ({resolved.plan.engine})")
@@ -335,8 +341,14 @@ def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared
         engine_facts = json.loads((staging / ENGINE_FACTS).read_text())
         (staging / ENGINE_FACTS).unlink()
         backend.finalize(resolved.plan, staging)
-        write_shim(staging / "shim.py")  # before the drift stage, which runs the bundle through it
+        write_shim(staging / "shim.py")  # before the parity and drift stages, which run the bundle through it
         timings["convert"] = time.monotonic() - started
+        stages.update(1)
+
+        started = time.monotonic()
+        stages.set_postfix_str("parity")
+        parity_record = check_parity(resolved, staging)  # ParityError: the staged bundle is discarded
+        timings["parity"] = time.monotonic() - started
         stages.update(1)
 
         started = time.monotonic()
@@ -350,7 +362,7 @@ def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared
 
         started = time.monotonic()
         stages.set_postfix_str("bundle")
-        body = write_bundle(resolved, staging, engine_facts, gate.report)
+        body = write_bundle(resolved, staging, engine_facts, gate.report, parity_record)
         timings["bundle"] = time.monotonic() - started
         stages.update(1)
 
@@ -362,6 +374,19 @@ def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared
         gate.manifest = manifest_format.write_manifest(staging, {**body, "device_check": check.summary()})
         stages.update(1)
     return cache_status, gate
+
+
+def check_parity(resolved: ResolvedBuild, staging: Path) -> dict:
+    """The staged bundle's runtime tokenizer and chat template against Hugging Face's: the manifest's record, or
+    ParityError (raised inside the staging block, so nothing is written) naming the first difference."""
+    plan = resolved.plan
+    try:
+        return parity.check_bundle(staging, resolved.source.path)
+    except ParityError as e:
+        raise ParityError(f"the {plan.target} bundle of {plan.model.id} was not written to {resolved.destination}: "
+                          f"{e}", e.record) from None
+    except WorkerError as e:
+        raise BuildError(f"the staged bundle did not run through its own shim: {e}") from None
 
 
 DEVICE_CHECK_OFF = "--no-device-check"
@@ -486,7 +511,8 @@ def drift_facts(drift: dict) -> dict:
     }
 
 
-def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, drift: dict) -> dict:
+def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, drift: dict, parity_record: dict
+                 ) -> dict:
     """The README and a manifest; returns the manifest's body, which the device stage completes."""
     plan, target = resolved.plan, resolved.target
     requirement = backend_for(plan.engine).runtime_requirement(plan)
@@ -512,6 +538,7 @@ def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, dri
         "memory_estimate": resolved.memory.to_dict(),
         "quality": drift["quality"],
         "drift": drift_facts(drift),
+        "parity": parity_record,
         "speed": speed_facts(staging, plan, target),
         "engine": engine_facts,
         "tools": manifest_format.tool_versions(),

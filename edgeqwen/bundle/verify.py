@@ -1,4 +1,7 @@
-"""`verify`: a bundle is exactly what its manifest says, no more and no less, and its device check agrees."""
+"""`verify`: a bundle is exactly what its manifest says, no more and no less, and its device check agrees.
+
+It also says what the build's checks recorded: the device check, and the tokenizer and chat-template parity
+check (edgeqwen.parity; bundles from before either have no record of it, which is not a problem)."""
 
 from __future__ import annotations
 
@@ -7,13 +10,29 @@ from pathlib import Path
 
 from edgeqwen.bundle.manifest import DEVICE_CHECK_FILE, MANIFEST_NAME, read_manifest
 from edgeqwen.hashing import file_problems
+from edgeqwen.parity import summary_line as parity_line
 
 
 def verify_bundle(bundle_dir: Path) -> list[str]:
     """Every problem found, as a sentence naming the file; an empty list means the bundle is intact."""
     manifest = read_manifest(bundle_dir)  # raises on a missing manifest or an unknown format_version
     problems = file_problems(bundle_dir, manifest.get("files", {}), frozenset({MANIFEST_NAME}))
-    return problems + device_check_problems(bundle_dir, manifest)
+    return problems + device_check_problems(bundle_dir, manifest) + parity_problems(manifest)
+
+
+def parity_problems(manifest: dict) -> list[str]:
+    """A bundle whose manifest records a failed parity check was not made by a build that gated it."""
+    recorded = manifest.get("parity")
+    if recorded is None or recorded.get("result") == "passed":
+        return []
+    return [f"{MANIFEST_NAME}: records a tokenizer and chat-template parity check that did not pass "
+            f"({recorded.get('result')!r})"]
+
+
+def parity_note(manifest: dict) -> str | None:
+    """What `verify` says of the parity check, or None for a bundle from before it existed."""
+    recorded = manifest.get("parity")
+    return None if recorded is None else f"tokenizer parity {parity_line(recorded)}"
 
 
 def device_check_problems(bundle_dir: Path, manifest: dict) -> list[str]:

@@ -131,8 +131,9 @@ class BundleWorker:
     def encode(self, texts: list[str]) -> list[list[int]]:
         return self.request("encode", texts=texts)[0]["ids"]
 
-    def render(self, messages: list[dict], think: bool = False) -> tuple[str, list[int]]:
-        answer, _ = self.request("render", messages=messages, think=think)
+    def render(self, messages: list[dict], think: bool = False, tools: list[dict] | None = None
+               ) -> tuple[str, list[int]]:
+        answer, _ = self.request("render", messages=messages, think=think, tools=tools)
         return answer["text"], answer["ids"]
 
     def logits(self, tokens: list[int]) -> tuple[np.ndarray, dict]:

@@ -12,7 +12,8 @@ stderr, so nothing but the protocol is ever on stdout.
 
     encode    {"texts": [str, ...]}                  -> {"ids": [[int, ...], ...]}  the runtime's tokenizer
     decode    {"ids": [[int, ...], ...]}             -> {"texts": [str, ...]}
-    render    {"messages": [...], "think": bool}     -> {"text": str, "ids": [int, ...]}  the chat template
+    render    {"messages": [...], "think": bool, "tools": [...] or null}
+                                                     -> {"text": str, "ids": [int, ...]}  the chat template
     logits    {"tokens": [int, ...]}                 -> array "logits" float32 [len(tokens) - 1, vocab]: row i
               is the prediction for tokens[i + 1], teacher-forced one token at a time, as the device decodes
               (also "inference_precision")
@@ -108,7 +109,7 @@ def answer(runtime, request, protocol):
     elif op == "decode":
         protocol.send({"ok": True, "texts": [runtime.decode(ids) for ids in request["ids"]]})
     elif op == "render":
-        text = runtime.render(request["messages"], bool(request.get("think", False)))
+        text = runtime.render(request["messages"], bool(request.get("think", False)), request.get("tools"))
         protocol.send({"ok": True, "text": text, "ids": runtime.encode(text)})
     elif op == "logits":
         tokens = [int(t) for t in request["tokens"]]
