@@ -128,6 +128,16 @@ def demo_bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_npu_bundle(tmp_path_factory):
+    """The shipped demo model built for the Intel NPU target (OpenVINO); the tests run it on the CPU."""
+    from edgeqwen.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "npu"
+    assert main(["build", "--target", "intel-core-ultra-npu", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def device_python(tmp_path_factory):
     """A virtualenv with only the ONNX Runtime GenAI runtime, as on the device (needs PyPI)."""
     env_dir = tmp_path_factory.mktemp("device") / "env"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgeqwen.backends import backend_for
+from edgeqwen.bundle.readme_server import server_section
 from edgeqwen.device.install import InstallPath, install_paths
 from edgeqwen.plan import BuildPlan
 from edgeqwen.targets import TargetProfile
@@ -65,7 +66,7 @@ dropped, with a notice, when the conversation outgrows the {plan.context_length}
 python shim.py chat --system "You are a helpful assistant."
 ```
 
-An OpenAI-compatible server on this machine only (`--host 0.0.0.0` to serve the network):
+An OpenAI-compatible server on this machine only (to serve the network, see "Serving on a network"):
 
 ```
 python shim.py serve --port 8000
@@ -74,14 +75,15 @@ curl http://127.0.0.1:8000/v1/chat/completions -H "Content-Type: application/jso
 ```
 
 Any OpenAI client works: `OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")`, with
-`stream=True` too. One request runs at a time; `--max-queue` more wait, further ones get HTTP 429.
-SIGTERM or Ctrl-C lets running requests finish (`--shutdown-grace` seconds) and exits.
+`stream=True` too. One request runs at a time; `--max-queue` more wait, further ones get HTTP 429
+with `Retry-After`. SIGTERM or Ctrl-C lets running requests finish (`--shutdown-grace` seconds) and exits.
 
 Qwen3 thinking mode: `--think` (in the server: `"chat_template_kwargs": {{"enable_thinking": true}}`);
 `--thinking show|hide|separate` shows the thinking, hides it or prints it to stderr; the server
 returns it as `reasoning_content`. `python shim.py --help`, `chat --help` and `serve --help` list
 every option.
 
+{server_section(plan.model.id, plan.engine)}
 ## What is in this folder
 
 {listing}

@@ -10,15 +10,19 @@ module's names become the file's globals, so the modules import one another by r
     errors        ShimError: what the user can fix, printed as one line
     bundle_files  the bundle folder: manifest (every format version this shim reads), hashes, CPUs
     runtime       the token-level interface every engine adapter implements, and its capabilities
+    json_grammar  JSON Schema checks, and schemas as xgrammar EBNF (OpenVINO's constrained decoding)
     ort_genai     ONNX Runtime GenAI adapter
     openvino      OpenVINO GenAI adapter
     engines       which adapter runs a folder (the device side's one engine decision)
-    generation    the generation loop, prompt fitting, and Qwen3's <think> split, all on the interface
+    generation    the generation loop, stop sequences, logprobs, prompt fitting, and Qwen3's <think> split
+    tools         Qwen tool calls: tools and tool_choice, tool turns, <tool_call> blocks parsed
+    api           the OpenAI request bodies: every field honoured or refused by name
+    security      API keys, CORS, and the limits on what one client may hold
     terminal      one answer, and chat through stdin
     server        the OpenAI-compatible HTTP server
     worker        worker mode: JSON lines in, JSON and arrays out (drift, bench and device checks)
     cli           the command line
 """
 
-MODULES = ("errors", "bundle_files", "runtime", "ort_genai", "openvino", "engines", "generation", "terminal",
-           "server", "worker", "cli")
+MODULES = ("errors", "bundle_files", "runtime", "json_grammar", "ort_genai", "openvino", "engines", "generation",
+           "tools", "api", "security", "terminal", "server", "worker", "cli")

@@ -3,6 +3,7 @@
     python shim.py "What is the with statement?"            one answer, streamed
     python shim.py chat                                     a conversation (type /reset or /exit)
     python shim.py serve --port 8000                        an OpenAI-compatible HTTP server
+    python shim.py --json-schema trip.json "Plan a trip"    an answer that is JSON valid against a schema
 
 Needs only the bundle's runtime (README.md in this folder names the package):
 ONNX Runtime GenAI or OpenVINO GenAI, and the Python standard library. Only the
@@ -60,16 +61,41 @@ def parse_args(argv):
                                          "Turns that no longer fit the context are dropped, oldest first.")
         add_common(parser)
     elif mode == "serve":
-        parser = argparse.ArgumentParser(prog="shim.py serve", description="An OpenAI-compatible server: "
-                                         "GET /v1/models, POST /v1/chat/completions (stream or not).")
+        parser = argparse.ArgumentParser(
+            prog="shim.py serve", formatter_class=argparse.RawDescriptionHelpFormatter,
+            description="An OpenAI-compatible server: GET /v1/models, POST /v1/chat/completions and /v1/completions "
+                        "(stream or not), GET /health.",
+            epilog="examples:\n  python shim.py serve                                   this machine only\n"
+                   "  python shim.py serve --host 0.0.0.0 --api-key-file key.txt   the network, with a key\n"
+                   "  python shim.py serve --cors-origin https://app.example --api-key-file key.txt\n"
+                   "README.md (\"Serving on a network\") has the threat model, a TLS proxy and a systemd unit.")
         add_common(parser, generation=False)
         parser.add_argument("--think", action="store_true", help="let a Qwen3 model think before answering")
-        parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+        parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only; "
+                                                                 "any other needs an API key or --no-auth)")
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--api-key", help="require this key (Authorization: Bearer KEY or X-Api-Key); visible "
+                                              "in `ps`: prefer --api-key-file or $EDGEQWEN_API_KEY")
+        parser.add_argument("--api-key-file", help="read the key from this file")
+        parser.add_argument("--no-auth", action="store_true",
+                            help="serve beyond loopback without a key (anyone who can reach the port can use it)")
+        parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                            help="a web origin whose pages may call the server (repeatable; '*' only with a key)")
         parser.add_argument("--max-queue", type=int, default=4, help="requests that may wait; more get 429")
         parser.add_argument("--max-body-bytes", type=int, default=1 << 20)
+        parser.add_argument("--request-timeout", type=float, default=300.0,
+                            help="seconds a request may wait and generate in all; then it ends as at max_tokens")
+        parser.add_argument("--client-timeout", type=float, default=30.0,
+                            help="seconds a client has to send its whole request, and for each write it must read")
+        parser.add_argument("--backlog", type=int, default=1024,
+                            help="connections the kernel holds before the server accepts them")
+        parser.add_argument("--max-connections", type=int, default=512, help="open connections in all")
+        parser.add_argument("--max-client-connections", type=int, default=16,
+                            help="open connections from one client address (0: no limit)")
         parser.add_argument("--shutdown-grace", type=float, default=10.0,
                             help="seconds in-flight requests get to finish after SIGTERM before they are cut short")
+        parser.add_argument("--log-prompts", action="store_true", help="log each request's messages (off: the "
+                                                                       "log has no prompt text)")
         parser.add_argument("--quiet", action="store_true", help="no request log")
     elif mode == "worker":
         parser = argparse.ArgumentParser(prog="shim.py worker", description="JSON requests on stdin, one per "
@@ -81,6 +107,9 @@ def parse_args(argv):
         add_common(parser)
         parser.add_argument("--raw", action="store_true", help="continue the prompt as plain text, no chat template")
         parser.add_argument("--print-prompt", action="store_true", help="print the rendered prompt and stop")
+        parser.add_argument("--json-schema", metavar="FILE", help="answer with JSON valid against this JSON Schema "
+                                                                  "(enforced by the runtime's constrained decoding)")
+        parser.add_argument("--stop", action="append", default=[], help="end the answer before this text (repeatable)")
     args = parser.parse_args(argv[1:] if mode != "ask" else argv)
     args.mode = mode
     return args

@@ -5,6 +5,9 @@ model into static prefill and decode stages). The pipeline has no per-token API,
 runs `generate` in a thread and takes each token from its streamer, one at a time. Logits, appending
 and rewinding come from the IR's stateful model driven by OpenVINO's own inference request, which the
 CPU and GPU devices can run (a StatefulSession; not the NPU).
+
+Constrained decoding and the presence, frequency and repetition penalties belong to LLMPipeline (its
+xgrammar and sampler), so they cannot be combined with logits in one session: start() says so.
 """
 
 import os
@@ -14,7 +17,8 @@ import threading
 
 from .bundle_files import chat_template, read_json, thread_count
 from .errors import ShimError
-from .runtime import APPEND, GENERATE, LOGITS, REWIND, Runtime, Session
+from .json_grammar import schema_grammar, tool_call_grammar
+from .runtime import APPEND, CONSTRAIN, GENERATE, LOGITS, PENALIZE, REWIND, Runtime, Session
 
 OPENVINO_DEVICES = ("CPU", "GPU", "NPU")
 IR_MODEL = "openvino_model.xml"
@@ -40,7 +44,8 @@ class OpenVinoRuntime(Runtime):
             self.threads = thread_count(self.properties.get("INFERENCE_NUM_THREADS"), threads)
             if self.threads:
                 self.properties["INFERENCE_NUM_THREADS"] = self.threads
-        self.capabilities = frozenset({GENERATE} | ({LOGITS, APPEND, REWIND} if self.device != "NPU" else set()))
+        self.capabilities = frozenset({GENERATE, CONSTRAIN, PENALIZE} |
+                                      ({LOGITS, APPEND, REWIND} if self.device != "NPU" else set()))
         self.tokenizer = ov_genai.Tokenizer(bundle_dir)
         self.template = chat_template(bundle_dir) or ""
         self.context_length = config["context_length"]
@@ -78,9 +83,9 @@ class OpenVinoRuntime(Runtime):
             self._request = compiled.create_infer_request()
         return self._request
 
-    def render(self, messages, think):
+    def render(self, messages, think, tools=None):
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, chat_template=self.template,
-                                                  extra_context={"enable_thinking": think})
+                                                  tools=tools or None, extra_context={"enable_thinking": think})
 
     def encode(self, text):
         return [int(t) for t in self.tokenizer.encode(text).input_ids.data[0]]
@@ -89,9 +94,15 @@ class OpenVinoRuntime(Runtime):
         return self.tokenizer.decode(list(ids))
 
     def start(self, prompt_ids, sampling, need=frozenset()):
-        self.check_capabilities(need)
+        self.check_capabilities(set(need) | sampling.needs())
         max_length = min(self.context_length, len(prompt_ids) + sampling.max_new_tokens)
         if set(need) - {GENERATE}:
+            pipeline_only = sorted(sampling.needs()) + (["repetition penalty"] if sampling.repetition_penalty != 1
+                                                        else [])
+            if pipeline_only:
+                raise ShimError(f"OpenVINO cannot give {', '.join(sorted(set(need) - {GENERATE}))} and "
+                                f"{' or '.join(pipeline_only)} in one generation (its logits and its grammar and "
+                                "penalties are in different sessions)")
             return StatefulSession(self.stateful_request(), prompt_ids, sampling, max_length)
         return PipelineSession(self, prompt_ids, sampling, max_length)
 
@@ -102,6 +113,11 @@ def pipeline_config(bundle_dir):
         return read_json(bundle_dir, "pipeline_config.json")
     context = read_json(bundle_dir, "config.json").get("max_position_embeddings", 4096)
     return {"device": "CPU", "context_length": context, "max_prompt_tokens": context - 1, "properties": {}}
+
+
+def constraint_grammar(constraint):
+    """The constraint as xgrammar EBNF (see json_grammar for why not OpenVINO's own JSON schema mode)."""
+    return tool_call_grammar(constraint) if constraint.tool_calls else schema_grammar(constraint.schema)
 
 
 def end_tokens(bundle_dir, tokenizer):
@@ -124,6 +140,14 @@ class PipelineSession(Session):
         super().__init__(max_length)
         self.runtime, self.sampling = runtime, sampling
         self.tokens = list(prompt_ids)
+        # Written here, in the caller's thread, so a schema the grammar cannot express is refused at start.
+        self.grammar = constraint_grammar(sampling.constraint) if sampling.constraint is not None else None
+        # Under a grammar, OpenVINO GenAI 2026.4 lets <|endoftext|> (an end token of generation_config, not the
+        # tokenizer's) through xgrammar's mask anywhere, even inside a JSON string (measured on the demo model).
+        # So only the tokenizer's end token ends a constrained answer, and the others are dropped unseen.
+        self.stop_token = int(runtime.tokenizer.get_eos_token_id())
+        self.dropped = set(runtime.eos_token_ids) - {self.stop_token} if self.grammar is not None else set()
+        self.skipped = 0
         self.handed = queue.Queue(maxsize=1)
         self.stopping = threading.Event()
         self.finished = threading.Event()
@@ -155,6 +179,9 @@ class PipelineSession(Session):
         class HandOver(ov_genai.StreamerBase):
             def write(self, token):
                 for t in ([token] if isinstance(token, int) else token):
+                    if int(t) in session.dropped:
+                        session.skipped += 1
+                        continue
                     while True:
                         if session.stopping.is_set():
                             return ov_genai.StreamingStatus.CANCEL
@@ -178,6 +205,12 @@ class PipelineSession(Session):
                 config.top_k = self.sampling.top_k
             if self.sampling.seed is not None:
                 config.rng_seed = self.sampling.seed
+            config.repetition_penalty = self.sampling.repetition_penalty
+            config.presence_penalty = self.sampling.presence_penalty
+            config.frequency_penalty = self.sampling.frequency_penalty
+            if self.grammar is not None:
+                config.structured_output_config = ov_genai.StructuredOutputConfig(grammar=self.grammar)
+                config.stop_token_ids = {self.stop_token}
             if self.sampling.ignore_eos:
                 config.ignore_eos, config.min_new_tokens = True, config.max_new_tokens
             ids = ov.Tensor(np.array([self.tokens], dtype=np.int64))
@@ -186,6 +219,10 @@ class PipelineSession(Session):
             self.error = e
         finally:
             self.finished.set()
+
+    @property
+    def at_length_limit(self):
+        return len(self.tokens) + self.skipped >= self.max_length
 
     def close(self):
         self.stopping.set()

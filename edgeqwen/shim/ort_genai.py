@@ -1,20 +1,27 @@
 """ONNX Runtime GenAI: genai_config.json names the model files, the tokenizer and the search defaults.
 
-Every capability of the interface is native here: og.Generator appends tokens, exposes the logits for
-the next token, chooses it (greedy or sampled, in the runtime), and rewinds (`rewind_to`).
+Every capability of the interface but `penalize` is native here: og.Generator appends tokens, exposes
+the logits for the next token, chooses it (greedy or sampled, in the runtime), rewinds (`rewind_to`),
+and constrains the choice with a grammar (llguidance, `GeneratorParams.set_guidance`). Its search options
+have a repetition penalty but no presence or frequency penalty.
 """
 
 import json
 
 from .bundle_files import chat_template, read_json, thread_count
 from .errors import ShimError
-from .runtime import APPEND, EMPTY_THINKING, GENERATE, LOGITS, REWIND, Runtime, Session
+from .json_grammar import SchemaError
+from .runtime import (APPEND, CONSTRAIN, EMPTY_THINKING, GENERATE, ITEM_SEPARATOR, KEY_SEPARATOR, LOGITS, REWIND,
+                      TOOL_CALL_CLOSE, TOOL_CALL_OPEN, Runtime, Session)
+
+
+TOOL_PLACEHOLDER = "EDGEQWEN_TOOL_"
 
 
 class OrtGenaiRuntime(Runtime):
     engine = "onnxruntime-genai"
     distributions = ("onnxruntime-genai", "onnxruntime-genai-cuda", "onnxruntime-genai-directml")
-    capabilities = frozenset({GENERATE, LOGITS, APPEND, REWIND})
+    capabilities = frozenset({GENERATE, LOGITS, APPEND, REWIND, CONSTRAIN})
 
     def __init__(self, bundle_dir, device=None, threads=None):
         super().__init__()
@@ -52,9 +59,22 @@ class OrtGenaiRuntime(Runtime):
             self._tokenizer = self.og.Tokenizer(self.model)
         return self._tokenizer
 
-    def render(self, messages, think):
+    def render(self, messages, think, tools=None):
+        # onnxruntime-genai 0.14.1 rewrites `tools` into its own shape before the template sees them (each
+        # becomes {"name", "description", "parameters"} with every type turned into "str"), which is not the
+        # prompt the model was trained on. So the template is given one placeholder per tool, and the line
+        # each placeholder lands on is replaced by the tool as Hugging Face's `tojson` writes it (Qwen's
+        # templates put every tool on a line of its own). The build's parity check compares the result
+        # with transformers' apply_chat_template.
+        if self.template and "reasoning_content" in self.template:
+            messages = [split_thinking(m) for m in messages]
+        placeholders = [{"type": "function", "function": {"name": f"{TOOL_PLACEHOLDER}{i}"}}
+                        for i in range(len(tools or ()))]
         text = self.tokenizer.apply_chat_template(json.dumps(messages), template_str=self.template,
+                                                  tools=json.dumps(placeholders) if placeholders else None,
                                                   add_generation_prompt=True)
+        for i, tool in enumerate(tools or ()):
+            text = replace_line(text, f"{TOOL_PLACEHOLDER}{i}\"", json.dumps(tool, ensure_ascii=False))
         # onnxruntime-genai 0.14.1's template engine has no `is false` test, so Qwen3's template cannot be
         # given enable_thinking=false ("Unknown type for 'is' operator: false"). It is rendered without it,
         # and the block the template writes in that case is added here.
@@ -72,7 +92,7 @@ class OrtGenaiRuntime(Runtime):
         return OrtTextStream(self.tokenizer.create_stream())
 
     def start(self, prompt_ids, sampling, need=frozenset()):
-        self.check_capabilities(need)
+        self.check_capabilities(set(need) | sampling.needs())
         max_length = min(self.context_length, len(prompt_ids) + sampling.max_new_tokens)
         search = {"max_length": max_length, "do_sample": not sampling.greedy, "top_p": sampling.top_p,
                   "top_k": sampling.top_k, "temperature": sampling.temperature if not sampling.greedy else 1.0}
@@ -80,12 +100,65 @@ class OrtGenaiRuntime(Runtime):
             search["min_length"] = max_length
         if sampling.seed is not None:
             search["random_seed"] = sampling.seed
+        if sampling.repetition_penalty != 1.0:
+            search["repetition_penalty"] = sampling.repetition_penalty
         params = self.og.GeneratorParams(self.model)
         params.set_search_options(**search)
-        session = OrtSession(self.og.Generator(self.model, params), max_length)
+        try:
+            if sampling.constraint is not None:
+                params.set_guidance(*guidance(sampling.constraint))
+            generator = self.og.Generator(self.model, params)  # where llguidance compiles the grammar
+        except RuntimeError as e:
+            if sampling.constraint is None:
+                raise
+            reason = " ".join(line.strip() for line in str(e).splitlines() if line.strip())[:400]
+            raise SchemaError(f"onnxruntime-genai's constrained decoding cannot use this schema: {reason}") from None
+        session = OrtSession(generator, max_length)
         if prompt_ids:
             session.append(prompt_ids)
         return session
+
+
+# llguidance's JSON options: no whitespace but the separators Qwen's templates write.
+JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ITEM_SEPARATOR, "key_separator": KEY_SEPARATOR}
+
+
+def guidance(constraint):
+    """(kind, grammar) for GeneratorParams.set_guidance."""
+    if not constraint.tool_calls:
+        schema = constraint.schema if isinstance(constraint.schema, dict) else {}
+        return "json_schema", json.dumps({**schema, "x-guidance": {**schema.get("x-guidance", {}), **JSON_OPTIONS}})
+    bodies = [{**constraint.call_schema(name, parameters), "x-guidance": JSON_OPTIONS}
+              for name, parameters in constraint.functions]
+    rules = [f"body{i}: %json {json.dumps(body)}" for i, body in enumerate(bodies)]
+    call = f'call: "{TOOL_CALL_OPEN}\\n" ({" | ".join(f"body{i}" for i in range(len(bodies)))}) "\\n{TOOL_CALL_CLOSE}"'
+    start = 'start: call ("\\n" call)*' if constraint.parallel else "start: call"
+    return "lark_grammar", "\n".join([start, call, *rules])
+
+
+def split_thinking(message):
+    """An assistant turn whose content holds its thinking, split the way Qwen3's template splits it.
+
+    The template does `'</think>' in content` and moves the thinking into reasoning_content (which it drops
+    from earlier turns); onnxruntime-genai 0.14.1's template engine answers false to every substring test,
+    so it would keep the thinking in the prompt. Given reasoning_content, the template takes the branch
+    that needs no such test and writes what transformers writes.
+    """
+    content = message.get("content")
+    if message.get("role") != "assistant" or not isinstance(content, str) or "</think>" not in content or \
+            isinstance(message.get("reasoning_content"), str):
+        return message
+    reasoning = content.split("</think>")[0].rstrip("\n").split("<think>")[-1].lstrip("\n")
+    return {**message, "content": content.split("</think>")[-1].lstrip("\n"), "reasoning_content": reasoning}
+
+
+def replace_line(text, marker, replacement):
+    """`text` with the line holding `marker` replaced by `replacement`."""
+    at = text.find(marker)
+    if at < 0:
+        raise ShimError("the chat template did not write the tools where this shim expects them (one per line)")
+    start, end = text.rfind("\n", 0, at) + 1, text.find("\n", at)
+    return text[:start] + replacement + (text[end:] if end >= 0 else "")
 
 
 def load_failure(message, device):

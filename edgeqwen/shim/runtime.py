@@ -10,25 +10,65 @@ engine cannot do is a missing capability, refused by name, never a silent differ
     logits     logits() is the model's prediction for the token after the sequence
     append     append(ids) feeds more tokens into a running sequence (teacher forcing)
     rewind     rewind(length) goes back to an earlier length of the sequence
+    constrain  step() only chooses tokens a grammar allows (a Constraint: JSON, tool calls)
+    penalize   presence and frequency penalties in the runtime's own sampler
+
+A runtime may have a capability on its own and not together with another (OpenVINO's logits come
+from a different session than its constrained decoding); start() refuses such a combination by name.
 """
 
 from .errors import ShimError
 
 GENERATE, LOGITS, APPEND, REWIND = "generate", "logits", "append", "rewind"
+CONSTRAIN, PENALIZE = "constrain", "penalize"
 EMPTY_THINKING = "<think>\n\n</think>\n\n"  # what Qwen3's template emits when enable_thinking is false
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+# How Qwen's chat templates write JSON (Jinja's tojson is json.dumps): constrained output is written the
+# same way, so the model continues text that looks like what it was trained on.
+ITEM_SEPARATOR, KEY_SEPARATOR = ", ", ": "
+
+
+class Constraint:
+    """What constrained decoding allows: one JSON value valid against `schema`, or one or more Qwen tool
+    calls (`<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call>`, separated by a newline) to
+    the `functions` named, each a (name, JSON schema of its arguments) pair. Each adapter translates it
+    into its runtime's grammar (llguidance for ONNX Runtime GenAI, xgrammar for OpenVINO)."""
+
+    def __init__(self, schema=None, functions=None, parallel=True):
+        self.schema, self.functions, self.parallel = schema, functions, parallel
+
+    @property
+    def tool_calls(self):
+        return self.functions is not None
+
+    def call_schema(self, name, parameters):
+        """The JSON schema of one call's body, name first as Qwen writes it."""
+        return {"type": "object", "properties": {"name": {"const": name}, "arguments": parameters},
+                "required": ["name", "arguments"], "additionalProperties": False}
 
 
 class Sampling:
     """How a session chooses tokens: greedy when temperature is 0."""
 
-    def __init__(self, max_new_tokens, temperature=0.0, top_p=1.0, top_k=50, seed=None, ignore_eos=False):
+    def __init__(self, max_new_tokens, temperature=0.0, top_p=1.0, top_k=50, seed=None, ignore_eos=False,
+                 constraint=None, repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0):
         self.max_new_tokens = max_new_tokens
         self.temperature, self.top_p, self.top_k, self.seed = temperature, top_p, top_k, seed
         self.ignore_eos = ignore_eos  # generate exactly max_new_tokens (benchmarks)
+        self.constraint = constraint
+        self.repetition_penalty = repetition_penalty
+        self.presence_penalty, self.frequency_penalty = presence_penalty, frequency_penalty
 
     @property
     def greedy(self):
         return self.temperature <= 0
+
+    def needs(self):
+        """The capabilities these settings need beyond generating."""
+        need = {CONSTRAIN} if self.constraint is not None else set()
+        if self.presence_penalty or self.frequency_penalty:
+            need.add(PENALIZE)
+        return need
 
 
 class Session:
@@ -43,6 +83,11 @@ class Session:
     def step(self):
         """Choose the next token, append it and return it; None when the runtime has ended the sequence."""
         raise NotImplementedError
+
+    @property
+    def at_length_limit(self):
+        """Whether the sequence has used all the length it was given (so an ended sequence is "length")."""
+        return len(self.tokens) >= self.max_length
 
     def logits(self):
         """The model's logits for the next token: a float32 vector over the vocabulary."""
@@ -79,8 +124,12 @@ class Runtime:
     def load(self):
         """Load now what the adapter would load on first use, so a bundle that cannot run fails at start."""
 
-    def render(self, messages, think):
-        """The conversation as the model's chat template writes it, ready for the assistant's turn."""
+    def render(self, messages, think, tools=None):
+        """The conversation as the model's chat template writes it, ready for the assistant's turn.
+
+        `messages` are in the template's own form (an assistant's tool_calls carry their arguments as an
+        object); `tools` are OpenAI-style function definitions, or None.
+        """
         raise NotImplementedError
 
     def encode(self, text):

@@ -1,95 +1,36 @@
-"""The OpenAI-compatible HTTP server: GET /v1/models, POST /v1/chat/completions (streamed or not)."""
+"""The OpenAI-compatible HTTP server: GET /v1/models and /health, POST /v1/chat/completions and
+/v1/completions (streamed or not), OPTIONS for browsers' CORS preflight.
+
+One model, one generation at a time, a bounded queue of waiting requests: a request that finds the queue
+full is answered 429 with Retry-After at once. The listen backlog is sized so that a burst of clients is
+accepted and answered (200 or 429), never reset by the kernel. A request has a deadline (--request-timeout)
+for waiting and generating together; a client that goes away mid-answer stops its generation.
+"""
 
 import json
+import select
 import signal
+import socket
 import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .api import ChatRequest, CompletionRequest, decode_body
 from .engines import open_bundle
+from .errors import ApiError
 from .generation import ThinkingSplitter, generate
-from .runtime import Sampling
+from .security import Guard, HeadReader, HeadTooLarge, check_exposure, load_api_key
 
-
-class ApiError(Exception):
-    def __init__(self, status, message, param=None, code=None, kind="invalid_request_error"):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
-
-    def body(self):
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-
-
-def number(body, name, low, high, default, kind=float):
-    value = body.get(name, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise ApiError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}", name)
-    if not low <= value <= high:
-        raise ApiError(400, f"'{name}' = {value} is outside [{low}, {high}]", name)
-    return kind(value)
-
-
-def parse_messages(body):
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "'messages' is required: a non-empty list of {role, content}", "messages")
-    parsed = []
-    for i, message in enumerate(messages):
-        role = message.get("role") if isinstance(message, dict) else None
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
-                       for p in content):
-                raise ApiError(400, f"messages[{i}].content: only text parts are supported", f"messages[{i}].content")
-            content = "".join(p["text"] for p in content)
-        if role not in ("system", "user", "assistant") or not isinstance(content, str):
-            raise ApiError(400, f"messages[{i}] needs a role of system, user or assistant and a string content",
-                           f"messages[{i}]")
-        parsed.append({"role": role, "content": content})
-    return parsed
-
-
-class GenerationRequest:
-    """A validated /v1/chat/completions request, rendered and encoded by the runtime."""
-
-    def __init__(self, body, runtime, default_think):
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
-        self.messages = parse_messages(body)
-        self.stream = body.get("stream", False)
-        if not isinstance(self.stream, bool):
-            raise ApiError(400, "'stream' must be true or false", "stream")
-        if body.get("n", 1) != 1:
-            raise ApiError(400, "only n = 1 is supported", "n")
-        self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        temperature = number(body, "temperature", 0.0, 2.0, 0.0)
-        top_p = number(body, "top_p", 0.0, 1.0, 1.0)
-        top_k = number(body, "top_k", 0, 1000, 50, int)
-        seed = number(body, "seed", -2**63, 2**63 - 1, None, int)
-        requested = body.get("max_completion_tokens", body.get("max_tokens"))
-        requested = number({"max_tokens": requested}, "max_tokens", 1, 10**9, None, int)
-        kwargs = body.get("chat_template_kwargs") or {}
-        self.think = bool(kwargs.get("enable_thinking", default_think))
-        self.prompt_ids = runtime.encode(runtime.render(self.messages, self.think))
-        self.prompt_tokens = len(self.prompt_ids)
-        if self.prompt_tokens > runtime.max_prompt_tokens:
-            raise ApiError(400, f"the prompt is {self.prompt_tokens} tokens; this model takes at most "
-                                f"{runtime.max_prompt_tokens} (context {runtime.context_length})", "messages",
-                           "context_length_exceeded")
-        room = runtime.context_length - self.prompt_tokens
-        max_new_tokens = min(requested or room, room)  # clamped to what the context can hold
-        self.sampling = Sampling(max_new_tokens, temperature, top_p, top_k, seed)
+CHECK_CLIENT_EVERY = 8  # tokens between checks that a non-streaming client is still connected
 
 
 class Server:
-    """One model, one generation at a time, a bounded queue of waiting requests."""
+    """The model and the admission of requests to it."""
 
-    def __init__(self, runtime, manifest, args):
-        self.runtime, self.args = runtime, args
+    def __init__(self, runtime, manifest, args, guard):
+        self.runtime, self.args, self.guard = runtime, args, guard
         self.model_id = manifest["model"]["id"]
         self.created = int(time.time())
         self.generation_lock = threading.Lock()
@@ -108,140 +49,457 @@ class Server:
             raise ApiError(429, f"busy: one request is running and {self.args.max_queue} are waiting; retry later",
                            kind="rate_limit_error", code="queue_full")
 
-    def complete(self, request, on_text):
-        """Run one generation (waiting for the model); returns (completion_tokens, finish_reason)."""
-        try:
-            with self.generation_lock:
-                if self.cancel.is_set():
-                    return 0, "cancelled"
-                return generate(self.runtime, request.prompt_ids, request.sampling,
-                                lambda piece: on_text(piece) or self.cancel.is_set())
-        finally:
+    def turn(self, request, deadline):
+        """Wait for the model (until the deadline) and start the request's session; the caller must end()."""
+        if not self.generation_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             self.slots.release()
+            raise ApiError(503, f"waited {self.args.request_timeout:g} s for the model; retry later",
+                           kind="server_error", code="timeout")
+        try:
+            if self.cancel.is_set():
+                raise ApiError(503, "the server is shutting down", kind="server_error", code="shutting_down")
+            return request.start()
+        except BaseException:
+            self.end()
+            raise
+
+    def end(self):
+        self.generation_lock.release()
+        self.slots.release()
+
+    def run(self, request, session, on_text, deadline, recorder=None):
+        """Generate (the turn already held); returns (completion_tokens, finish_reason)."""
+        def step(piece):
+            return on_text(piece) or self.cancel.is_set() or time.monotonic() > deadline
+
+        try:
+            count, reason = generate(self.runtime, request.prompt_ids, request.sampling, step, request.stops,
+                                     recorder, session)
+        finally:
+            self.end()
+        if reason == "cancelled" and time.monotonic() > deadline:
+            reason = "length"  # out of time: cut short, as at max_tokens
+        return count, reason
+
+
+class Listener(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() waits for in-flight requests
+
+    def __init__(self, address, app):
+        self.request_queue_size = app.args.backlog  # the kernel caps it at net.core.somaxconn
+        self.app = app
+        self.verdicts = {}  # id(connection) -> Guard.connect's verdict, for its handler
+        super().__init__(address, Handler)
+
+    def process_request(self, request, client_address):
+        verdict = self.app.guard.connect(client_address[0])
+        if verdict == "server":  # every thread is taken: no answer is cheaper than one more thread
+            log(self.app, f"{client_address[0]} refused: {self.app.args.max_connections} connections are open")
+            self.shutdown_request(request)
+            return
+        self.verdicts[id(request)] = verdict
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.verdicts.pop(id(request), None)
+            self.app.guard.disconnect(client_address[0])
+
+    def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the client went away or timed out: nothing to report but a line
+            log(self.app, f"{client_address[0]} connection closed: {type(error).__name__}")
+            return
+        super().handle_error(request, client_address)
+
+
+def log(app, line):
+    if not app.args.quiet:
+        sys.stderr.write(line + "\n")
 
 
 class Handler(BaseHTTPRequestHandler):
-    """One HTTP request; `self.server.app` is the Server."""
+    """One HTTP request (HTTP/1.0: one request per connection, so no idle keep-alive connection holds up a
+    shutdown or a connection slot)."""
 
-    # HTTP/1.0: one request per connection, so no idle keep-alive connection holds up a shutdown.
-    timeout = 30  # seconds a client may stall while sending
+    server_version = "edgeqwen-shim"
 
     @property
     def app(self):
         return self.server.app
 
+    def setup(self):
+        self.timeout = self.server.app.args.client_timeout  # each read and write of the socket
+        # What an answer needs if the request is refused before http.server has parsed it.
+        self.request_version, self.command, self.path, self.requestline, self.headers = "HTTP/1.0", "", "", "", {}
+        super().setup()
+        self.rfile = HeadReader(self.rfile)
+        # The whole head and body within the timeout, not just each byte of it (slowloris).
+        self.cut_off = threading.Timer(self.timeout, self.too_slow)
+        self.cut_off.daemon = True
+        self.cut_off.start()
+
+    def finish(self):
+        self.cut_off.cancel()
+        super().finish()
+
+    def too_slow(self):
+        log(self.app, f"{self.client_address[0]} cut off: the request did not arrive within "
+                      f"{self.timeout:g} s")
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except HeadTooLarge:
+            log(self.app, f"{self.client_address[0]} refused: request head over the limit")
+            self.close_connection = True
+            self.send_error_body(ApiError(431, "the request line and headers are too large (at most 16 KiB "
+                                               "in 64 lines)", code="headers_too_large"))
+
     def log_message(self, fmt, *values):
-        if not self.app.args.quiet:
-            sys.stderr.write(f"{self.address_string()} {fmt % values}\n")
+        log(self.app, f"{self.client_address[0]} {fmt % values}")
+
+    def log_request(self, code="-", size="-"):
+        # The request line holds no prompt (it is in the body); headers, which can hold the key, are never logged.
+        self.log_message('"%s %s" %s', self.command, self.path, code)
+
+    # --- responses
+
+    def origin(self):
+        return self.headers.get("Origin")
 
     def send_json(self, status, body, headers=()):
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        for name, value in headers:
+        for name, value in [*self.app.guard.cors_headers(self.origin()), *headers]:
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
     def send_error_body(self, error):
         headers = [("Retry-After", "1")] if error.status in (429, 503) else []
+        if error.status == 401:
+            headers.append(("WWW-Authenticate", "Bearer"))
         self.send_json(error.status, error.body(), headers)
 
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (a malformed request line, an unknown method) in OpenAI's shape."""
+        self.close_connection = True
+        self.send_error_body(ApiError(code, message or "bad request"))
+
+    # --- routes
+
+    def check_access(self):
+        """Refuse other origins' browsers and callers without the key (health needs neither)."""
+        self.rfile.limited = False
+        origin = self.origin()
+        if origin and not self.app.guard.origin_allowed(origin):
+            raise ApiError(403, f"the origin {origin} may not call this server (serve --cors-origin allows one)",
+                           code="origin_not_allowed")
+        if not self.app.guard.authorized(self.headers):
+            raise ApiError(401, "a valid API key is required: Authorization: Bearer KEY (or X-Api-Key: KEY)",
+                           kind="authentication_error", code="invalid_api_key")
+        if self.server.verdicts.get(id(self.request)) == "client":
+            log(self.app, f"{self.client_address[0]} refused: over {self.app.args.max_client_connections} "
+                          "connections from one address")
+            raise ApiError(429, f"this address already has {self.app.args.max_client_connections} connections "
+                                "open; retry later", kind="rate_limit_error", code="too_many_connections")
+
+    def do_OPTIONS(self):
+        self.rfile.limited = False
+        origin = self.origin()
+        if not origin or not self.app.guard.origin_allowed(origin):
+            return self.send_error_body(ApiError(403, f"the origin {origin} may not call this server",
+                                                 code="origin_not_allowed"))
+        self.send_response(204)
+        for name, value in self.app.guard.preflight_headers(origin):
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_GET(self):
-        if self.path.rstrip("/") == "/v1/models":
-            return self.send_json(200, self.app.models())
-        if self.path.rstrip("/") == "/health":
-            return self.send_json(200, {"status": "ok"})
-        self.send_error_body(ApiError(404, f"no route {self.path}", code="not_found"))
+        route = self.path.split("?")[0].rstrip("/")
+        try:
+            if route == "/health":
+                self.rfile.limited = False
+                return self.send_json(200, {"status": "ok"})
+            self.check_access()
+            if route == "/v1/models":
+                return self.send_json(200, self.app.models())
+            raise ApiError(404, f"no route GET {self.path}", code="not_found")
+        except ApiError as e:
+            self.send_error_body(e)
+
+    def do_POST(self):
+        route = self.path.split("?")[0].rstrip("/")
+        try:
+            self.check_access()
+            if route not in ("/v1/chat/completions", "/v1/completions"):
+                raise ApiError(404, f"no route POST {self.path}", code="not_found")
+            body = self.read_body()
+            self.cut_off.cancel()  # the request is in: from here the deadline is --request-timeout
+            deadline = time.monotonic() + self.app.args.request_timeout
+            self.app.admit()  # first, so a full queue is answered at once, before any tokenizing
+            try:
+                if route == "/v1/chat/completions":
+                    request = ChatRequest(body, self.app.runtime, self.app.args.think)
+                else:
+                    request = CompletionRequest(body, self.app.runtime)
+            except BaseException:
+                self.app.slots.release()
+                raise
+            if self.app.args.log_prompts:
+                log(self.app, f"{self.client_address[0]} prompt: {json.dumps(body.get('messages', body.get('prompt')))}")
+            session = self.app.turn(request, deadline)
+        except ApiError as e:
+            self.drain()
+            return self.send_error_body(e)
+        answer = ChatAnswer(self, request) if isinstance(request, ChatRequest) else TextAnswer(self, request)
+        try:
+            answer.run(session, deadline)
+        except Exception as e:  # a fault in the runtime: the client gets a 500 if nothing was sent yet
+            log(self.app, f"{self.client_address[0]} failed: {type(e).__name__}: {e}")
+            if not answer.started:
+                self.send_error_body(ApiError(500, f"the runtime failed: {e}", kind="server_error"))
+
+    def drain(self):
+        """Read a refused request's body, if it was not read: closing a socket with unread input resets the
+        connection, and the client would see a network error instead of the answer."""
+        length = self.headers.get("Content-Length", "")
+        if not getattr(self, "body_read", False) and length.isdigit() and int(length) <= self.app.args.max_body_bytes:
+            try:
+                self.rfile.read(int(length))
+            except OSError:
+                pass
 
     def read_body(self):
+        self.body_read = True
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise ApiError(411, "a Content-Length header is required")
         if int(length) > self.app.args.max_body_bytes:
             raise ApiError(413, f"the request body is {length} bytes; the limit is {self.app.args.max_body_bytes}")
         raw = self.rfile.read(int(length))
+        if len(raw) < int(length):
+            raise ApiError(400, "the request body ended before its Content-Length")
+        return decode_body(raw)
+
+    def client_gone(self):
+        """Whether the client has closed its end (it sends nothing more once its request is in)."""
         try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise ApiError(400, f"the request body is not valid JSON: {e}") from None
-
-    def do_POST(self):
-        if self.path.rstrip("/") != "/v1/chat/completions":
-            return self.send_error_body(ApiError(404, f"no route {self.path}", code="not_found"))
-        try:
-            body = self.read_body()
-            request = GenerationRequest(body, self.app.runtime, self.app.args.think)
-            self.app.admit()
-        except ApiError as e:
-            return self.send_error_body(e)
-        if request.stream:
-            self.stream(request)
-        else:
-            self.whole(request)
-
-    def whole(self, request):
-        splitter, parts = ThinkingSplitter(), {"answer": [], "thinking": []}
-
-        def collect(piece):
-            for kind, text in splitter.feed(piece):
-                parts[kind].append(text)
-
-        count, reason = self.app.complete(request, collect)
-        message = {"role": "assistant", "content": "".join(parts["answer"]).strip()}
-        if parts["thinking"]:
-            message["reasoning_content"] = "".join(parts["thinking"]).strip()
-        self.send_json(200, {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.app.model_id,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(reason)}],
-            "usage": usage(request.prompt_tokens, count),
-        })
-
-    def stream(self, request):
-        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-
-        def chunk(choices, **extra):
-            return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": self.app.model_id,
-                    "choices": choices, **extra}
-
-        def event(delta, reason=None):
-            self.wfile.write(f"data: {json.dumps(chunk([{'index': 0, 'delta': delta, 'finish_reason': reason}]))}\n\n"
-                             .encode())
-            self.wfile.flush()
-
-        splitter, gone = ThinkingSplitter(), []
-
-        def send(piece):
-            try:
-                for kind, text in splitter.feed(piece):
-                    event({"content": text} if kind == "answer" else {"reasoning_content": text})
-            except OSError:  # the client went away: stop generating for it
-                gone.append(True)
-            return bool(gone)
-
-        try:
-            event({"role": "assistant", "content": ""})
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
         except OSError:
-            self.app.slots.release()
-            return
-        count, reason = self.app.complete(request, send)
-        if gone:
+            return True
+
+
+class Answer:
+    """One request's answer, whole or streamed as server-sent events."""
+
+    prefix, obj = "", ""
+
+    def __init__(self, handler, request):
+        self.handler, self.request = handler, request
+        self.ident, self.created = f"{self.prefix}-{uuid.uuid4().hex}", int(time.time())
+        self.recorder = request.recorder()
+        self.logged = 0  # logprob entries already sent
+        self.gone = False
+        self.tokens = 0
+        self.started = False  # whether the response's status line has gone out
+
+    def run(self, session, deadline):
+        app = self.handler.app
+        if self.request.stream:
+            try:
+                self.start_stream()
+            except OSError:
+                session.close()
+                app.end()
+                return
+        count, reason = app.run(self.request, session, self.on_piece, deadline, self.recorder)
+        if self.gone:
             return
         try:
-            event({}, finish_reason(reason))
-            if request.include_usage:
-                self.wfile.write(f"data: {json.dumps(chunk([], usage=usage(request.prompt_tokens, count)))}\n\n"
-                                 .encode())
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
+            self.finish(count, reason)
         except OSError:
             pass
+
+    def on_piece(self, piece):
+        """Called per decoded piece; True stops the generation."""
+        self.tokens += 1
+        try:
+            self.take(piece)
+        except OSError:  # the client went away mid-stream
+            self.gone = True
+        if not self.request.stream and self.tokens % CHECK_CLIENT_EVERY == 0 and self.handler.client_gone():
+            self.gone = True
+        return self.gone or self.done()
+
+    def done(self):
+        return False
+
+    def new_logprobs(self):
+        if self.recorder is None:
+            return None
+        entries, self.logged = self.recorder.entries[self.logged:], len(self.recorder.entries)
+        return entries
+
+    def start_stream(self):
+        self.started = True
+        self.handler.send_response(200)
+        self.handler.send_header("Content-Type", "text/event-stream")
+        self.handler.send_header("Cache-Control", "no-cache")
+        for name, value in self.handler.app.guard.cors_headers(self.handler.origin()):
+            self.handler.send_header(name, value)
+        self.handler.end_headers()
+
+    def event(self, payload):
+        self.handler.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+        self.handler.wfile.flush()
+
+    def end_stream(self, count):
+        if self.request.include_usage:
+            self.event(self.chunk([], usage=usage(self.request.prompt_tokens, count)))
+        self.handler.wfile.write(b"data: [DONE]\n\n")
+        self.handler.wfile.flush()
+
+    def chunk(self, choices, **extra):
+        return {"id": self.ident, "object": self.obj, "created": self.created,
+                "model": self.handler.app.model_id, "choices": choices, **extra}
+
+
+class ChatAnswer(Answer):
+    prefix, obj = "chatcmpl", "chat.completion.chunk"
+
+    def __init__(self, handler, request):
+        super().__init__(handler, request)
+        self.splitter = ThinkingSplitter()
+        self.parser = request.tools.parser()
+        self.parts = {"answer": [], "thinking": []}
+        self.calls = []
+
+    def take(self, piece):
+        for kind, text in self.splitter.feed(piece):
+            if kind == "thinking":
+                self.out({"reasoning_content": text}, "thinking", text)
+            elif self.parser is None:
+                self.out({"content": text}, "answer", text)
+            else:
+                self.parsed(self.parser.feed(text))
+        if self.request.stream and self.recorder is not None and not piece and self.recorder.entries[self.logged:]:
+            self.out({}, None, "")  # a token whose text is held back still gets its logprobs sent
+
+    def parsed(self, events):
+        for kind, value in events:
+            if kind == "content":
+                self.out({"content": value}, "answer", value)
+            else:
+                self.call(value)
+
+    def call(self, call):
+        index = len(self.calls)
+        self.calls.append(call)
+        if self.request.stream:
+            pieces = call.pieces or [call.arguments]
+            self.out({"tool_calls": [{"index": index, "id": call.id, "type": "function",
+                                      "function": {"name": call.name, "arguments": ""}}]}, None, "")
+            for piece in pieces:
+                self.out({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}, None, "")
+
+    def done(self):
+        return self.parser is not None and self.parser.done
+
+    def out(self, delta, kind, text):
+        if kind:
+            self.parts[kind].append(text)
+        if self.request.stream:
+            choice = {"index": 0, "delta": delta, "finish_reason": None}
+            logprobs = self.new_logprobs()
+            if logprobs is not None:
+                choice["logprobs"] = {"content": chat_logprobs(logprobs)}
+            self.event(self.chunk([choice]))
+
+    def start_stream(self):
+        super().start_stream()
+        self.event(self.chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]))
+
+    def reason(self, reason):
+        return "tool_calls" if self.calls else finish_reason(reason)
+
+    def finish(self, count, reason):
+        if self.parser is not None:
+            self.parsed(self.parser.finish())
+        if self.request.stream:
+            self.event(self.chunk([{"index": 0, "delta": {}, "finish_reason": self.reason(reason)}]))
+            return self.end_stream(count)
+        content = "".join(self.parts["answer"]).strip()
+        message = {"role": "assistant", "content": content or (None if self.calls else "")}
+        if self.parts["thinking"]:
+            message["reasoning_content"] = "".join(self.parts["thinking"]).strip()
+        if self.calls:
+            message["tool_calls"] = [call.message() for call in self.calls]
+        choice = {"index": 0, "message": message, "finish_reason": self.reason(reason)}
+        if self.recorder is not None:
+            choice["logprobs"] = {"content": chat_logprobs(self.recorder.entries)}
+        self.handler.send_json(200, {"id": self.ident, "object": "chat.completion", "created": self.created,
+                                     "model": self.handler.app.model_id, "choices": [choice],
+                                     "usage": usage(self.request.prompt_tokens, count)})
+
+
+class TextAnswer(Answer):
+    """/v1/completions: the prompt continued as plain text."""
+
+    prefix, obj = "cmpl", "text_completion"
+
+    def __init__(self, handler, request):
+        super().__init__(handler, request)
+        self.text = []
+
+    def take(self, piece):
+        self.text.append(piece)
+        if self.request.stream and (piece or self.recorder is not None):
+            self.event(self.chunk([{"index": 0, "text": piece, "logprobs": completion_logprobs(self.new_logprobs()),
+                                    "finish_reason": None}]))
+
+    def finish(self, count, reason):
+        if self.request.stream:
+            self.event(self.chunk([{"index": 0, "text": "", "logprobs": None, "finish_reason": finish_reason(reason)}]))
+            return self.end_stream(count)
+        logprobs = completion_logprobs(self.recorder.entries) if self.recorder is not None else None
+        self.handler.send_json(200, {
+            "id": self.ident, "object": "text_completion", "created": self.created, "model": self.handler.app.model_id,
+            "choices": [{"index": 0, "text": "".join(self.text), "logprobs": logprobs,
+                         "finish_reason": finish_reason(reason)}],
+            "usage": usage(self.request.prompt_tokens, count)})
+
+
+def token_bytes(text):
+    return list(text.encode("utf-8", "surrogatepass"))
+
+
+def chat_logprobs(entries):
+    return [{"token": e["token"], "logprob": e["logprob"], "bytes": token_bytes(e["token"]),
+             "top_logprobs": [{"token": t["token"], "logprob": t["logprob"], "bytes": token_bytes(t["token"])}
+                              for t in e["top"]]} for e in entries]
+
+
+def completion_logprobs(entries):
+    if entries is None:
+        return None
+    offsets, at = [], 0
+    for e in entries:
+        offsets.append(at)
+        at += len(e["token"])
+    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e["top"]} for e in entries], "text_offset": offsets}
 
 
 def finish_reason(reason):
@@ -254,12 +512,13 @@ def usage(prompt_tokens, completion_tokens):
 
 
 def run_server(args):
+    key = load_api_key(args)
+    warnings = check_exposure(args, key)
     manifest, runtime = open_bundle(args.bundle, args.device, args.threads, verify=not args.no_verify)
     runtime.load()
-    app = Server(runtime, manifest, args)
-    httpd = ThreadingHTTPServer((args.host, args.port), Handler)
-    httpd.app = app
-    httpd.daemon_threads = False  # server_close() waits for in-flight requests
+    guard = Guard(key, args.cors_origin, args.max_connections, args.max_client_connections)
+    app = Server(runtime, manifest, args, guard)
+    httpd = Listener((args.host, args.port), app)
     host, port = httpd.server_address[:2]
 
     def shut_down(signum, frame):
@@ -275,7 +534,10 @@ def run_server(args):
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
-    print(f"shim.py: serving {app.model_id} at http://{host}:{port}/v1 (OpenAI-compatible)",
+    for warning in warnings:
+        print(f"shim.py: {warning}", file=sys.stderr, flush=True)
+    access = "API key required" if key else "no API key"
+    print(f"shim.py: serving {app.model_id} at http://{host}:{port}/v1 (OpenAI-compatible; {access})",
           file=sys.stderr, flush=True)
     httpd.serve_forever()
     httpd.server_close()

@@ -1,15 +1,30 @@
 """One answer streamed to the terminal, and a conversation through stdin."""
 
+import json
 import sys
 
 from .engines import open_bundle
 from .errors import ShimError
 from .generation import ThinkingSplitter, check_prompt_length, fit_prompt, generate
-from .runtime import Sampling
+from .json_grammar import check_schema, closed
+from .runtime import Constraint, Sampling
 
 
-def sampling_from(args):
-    return Sampling(args.max_new_tokens, args.temperature, args.top_p, args.top_k, args.seed)
+def sampling_from(args, constraint=None):
+    return Sampling(args.max_new_tokens, args.temperature, args.top_p, args.top_k, args.seed, constraint=constraint)
+
+
+def schema_constraint(path):
+    """--json-schema FILE as a Constraint."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            schema = json.load(f)
+    except OSError as e:
+        raise ShimError(f"--json-schema {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise ShimError(f"--json-schema {path}: not JSON: {e}") from None
+    check_schema(schema, path)
+    return Constraint(schema=closed(schema))
 
 
 def load(args):
@@ -36,17 +51,19 @@ def terminal_printer(mode):
 def run_once(args):
     runtime = load(args)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    constraint = schema_constraint(args.json_schema) if args.json_schema else None
+    think = args.think and constraint is None  # a grammar constrains the answer from its first token
     if args.raw:
         text = prompt
         ids = runtime.encode(text)
         check_prompt_length(runtime, len(ids))
     else:
-        text, ids = fit_prompt(runtime, args.system, [{"role": "user", "content": prompt}], args.think,
+        text, ids = fit_prompt(runtime, args.system, [{"role": "user", "content": prompt}], think,
                                args.max_new_tokens)
     if args.print_prompt:
         print(text, end="")
         return
-    generate(runtime, ids, sampling_from(args), terminal_printer(args.thinking))
+    generate(runtime, ids, sampling_from(args, constraint), terminal_printer(args.thinking), args.stop)
     print()
 
 
