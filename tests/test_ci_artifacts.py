@@ -49,6 +49,7 @@ def all_targets_run(tmp_path_factory, targets_with_a_broken_one):
     return out, cold, warm, cold_hashes
 
 
+@pytest.mark.slow  # the all-targets run: about 3 minutes of builds
 def test_all_targets_build_and_a_failure_loses_nothing(all_targets_run):
     out, cold, _, _ = all_targets_run
     assert cold.code == 1, "a failed target makes the run fail"
@@ -67,6 +68,7 @@ def test_all_targets_build_and_a_failure_loses_nothing(all_targets_run):
     assert conversions.count("conversion") >= 1
 
 
+@pytest.mark.slow  # the all-targets run: about 3 minutes of builds
 def test_second_run_is_a_cache_hit_with_identical_files(all_targets_run):
     out, _, warm, cold_hashes = all_targets_run
     rows = {row["target"]: row for row in json.loads(warm.out)}

@@ -27,7 +27,8 @@ CLOCK = {"type": "function", "function": {"name": "current_time", "description":
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
-@pytest.fixture(scope="module", params=["onnxruntime-genai", "openvino"])
+# The OpenVINO half (a demo NPU build of its own, about 2 minutes in all) runs in the slow suite.
+@pytest.fixture(scope="module", params=["onnxruntime-genai", pytest.param("openvino", marks=pytest.mark.slow)])
 def server(request):
     if request.param == "onnxruntime-genai":
         python, bundle, extra = request.getfixturevalue("device_python"), request.getfixturevalue("demo_bundle"), []
@@ -188,3 +189,18 @@ def test_malformed_requests_get_a_400_naming_the_field(server, body, param):
     status, raw = server.request("POST", "/v1/chat/completions", body)
     error = json.loads(raw)["error"]
     assert status == 400 and error["param"] == param and error["message"], error
+
+
+def test_the_one_shot_cli_answers_with_json_valid_against_a_schema(device_python, demo_bundle, tmp_path):
+    import subprocess
+
+    schema = tmp_path / "trip.json"
+    schema.write_text(json.dumps(TRIP))
+    answer = subprocess.run([device_python, demo_bundle / "shim.py", "--json-schema", schema, "Plan a trip",
+                             "--max-new-tokens", "120"], capture_output=True, text=True, timeout=300)
+    assert answer.returncode == 0, answer.stderr
+    jsonschema.validate(json.loads(answer.stdout), TRIP)
+    schema.write_text('{"type": "objet"}')
+    refused = subprocess.run([device_python, demo_bundle / "shim.py", "--json-schema", schema, "hi"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "trip.json.type: 'objet' is not a JSON Schema type" in refused.stderr

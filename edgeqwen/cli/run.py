@@ -25,7 +25,7 @@ RUN_EXAMPLES = """Examples:
 """
 SERVE_EXAMPLES = """Examples:
   edgeqwen serve bundles/demo-qwen3-4l-h128-raspberry-pi-5 --port 8000
-  edgeqwen serve BUNDLE --host 0.0.0.0 --max-queue 8 --device cpu
+  edgeqwen serve BUNDLE --host 0.0.0.0 --api-key-file key.txt --max-queue 8 --device cpu
 """
 
 
