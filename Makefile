@@ -35,7 +35,7 @@ demo: setup device-check-tools
 	  $$(command -v qemu-aarch64-static >/dev/null && command -v mmdebstrap >/dev/null || echo --no-device-check)
 	$(BIN)/edgeqwen run $(DEMO_BUNDLE) "$(DEMO_PROMPT)" --max-new-tokens 80
 
-# The default run takes about 14 minutes on a 2-core machine; the slow tests (kill/interrupt builds,
+# The default run takes about 15 minutes on a 2-core machine (the slow suite about 24); the slow tests (kill/interrupt builds,
 # a fresh OpenVINO virtualenv, the quality ladder's climbs, the data-aware rungs) run in CI after it.
 test: setup device-check-tools
 	$(BIN)/python -m pytest -m "not slow"

@@ -113,5 +113,7 @@ WantedBy=multi-user.target
 ```
 
 (`useradd --system qwen`, the key file owned by `qwen` with mode 600; add `--host 0.0.0.0` only if there
-is no proxy in front.)
+is no proxy in front.) Behind a proxy every client arrives from the proxy's address, so the
+per-address limit is the proxy's: raise `--max-client-connections` (or 0 for none) and let the proxy
+limit its clients.
 """
