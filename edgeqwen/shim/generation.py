@@ -74,6 +74,13 @@ def generate(runtime, prompt_ids, sampling, on_text, stops=(), logprobs=None, se
         tokens.close()
 
 
+def partial_tag_length(text, tags):
+    """How much of the end of `text` could be the start of one of `tags`: held back until the next piece
+    says whether the tag follows (a tag or stop sequence may arrive over several tokens)."""
+    return max((n for tag in tags for n in range(min(len(tag) - 1, len(text)), 0, -1) if text.endswith(tag[:n])),
+               default=0)
+
+
 class StopMatcher:
     """Cuts the text at the first stop sequence. Text that could be the start of one is held back until it
     is known not to be, so a stop sequence is never shown in part, even when it arrives over several tokens."""
@@ -91,8 +98,7 @@ class StopMatcher:
         if found:
             self.held = ""
             return text[:min(found)[0]], True
-        keep = max((n for s in self.stops for n in range(min(len(s) - 1, len(text)), 0, -1)
-                    if text.endswith(s[:n])), default=0)
+        keep = partial_tag_length(text, self.stops)
         self.held = text[len(text) - keep:] if keep else ""
         return text[:len(text) - keep], False
 
@@ -186,7 +192,7 @@ class ThinkingSplitter:
                 out.append(("thinking" if self.inside else "answer", text[:at]))
                 self.inside, text = not self.inside, text[at + len(tag):]
                 continue
-            keep = next((n for n in range(len(tag) - 1, 0, -1) if text.endswith(tag[:n])), 0)  # a split tag
+            keep = partial_tag_length(text, [tag])  # a split tag
             out.append(("thinking" if self.inside else "answer", text[:len(text) - keep]))
             self.pending, text = text[len(text) - keep:], ""
         return [(kind, t) for kind, t in out if t]

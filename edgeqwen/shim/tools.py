@@ -15,6 +15,7 @@ import re
 import uuid
 
 from .errors import ApiError
+from .generation import partial_tag_length
 from .json_grammar import SchemaError, check_schema, closed
 from .runtime import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, Constraint
 
@@ -161,8 +162,7 @@ class ToolCallParser:
             if not self.inside:
                 at = self.text.find(TOOL_CALL_OPEN)
                 if at < 0:
-                    keep = next((n for n in range(len(TOOL_CALL_OPEN) - 1, 0, -1)
-                                 if self.text.endswith(TOOL_CALL_OPEN[:n])), 0)
+                    keep = partial_tag_length(self.text, [TOOL_CALL_OPEN])
                     self.emit(events, self.text[:len(self.text) - keep])
                     self.text = self.text[len(self.text) - keep:]
                     break
