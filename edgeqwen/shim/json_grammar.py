@@ -187,8 +187,10 @@ class EbnfWriter:
                   name in required) for name, sub in properties.items()]
         # The properties in the schema's order, each optional one present or not: `head` is the body when
         # nothing is written yet, and each property after the first written one comes with its separator.
+        # The body always reaches the first required property, so no head after it is ever needed.
+        first_required = next((i for i, (_, needed) in enumerate(pairs) if needed), len(pairs) - 1)
         head = ""
-        for i in range(len(pairs) - 1, -1, -1):
+        for i in range(first_required, -1, -1):
             pair, needed = pairs[i]
             tail = " ".join(f"{literal(ITEM_SEPARATOR)} {p}" if need else f"({literal(ITEM_SEPARATOR)} {p})?"
                             for p, need in pairs[i + 1:])

@@ -44,9 +44,9 @@ def load_api_key(args):
 
 
 def is_loopback(host):
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
+    if host == "localhost":
+        return True
+    try:  # "" (every interface) and names other than localhost are not loopback
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
