@@ -72,3 +72,11 @@ class ParityError(EdgeqwenError):
     def __init__(self, message: str, record: dict | None = None):
         super().__init__(message)
         self.record = record
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so every staging folder and child process is cleaned up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

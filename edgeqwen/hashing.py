@@ -30,6 +30,8 @@ def file_entries(folder: Path, exclude: frozenset[str] = frozenset()) -> dict[st
 
 def file_problems(folder: Path, entries: dict[str, dict], exclude: frozenset[str] = frozenset()) -> list[str]:
     """Every way `folder` differs from `entries` (as file_entries writes them), one sentence per file."""
+    if not isinstance(entries, dict):
+        return [f"the file table is a {type(entries).__name__}, not a table of files: the manifest is damaged"]
     problems = []
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - set(exclude)
     for name in sorted(set(entries) - present):
@@ -38,7 +40,9 @@ def file_problems(folder: Path, entries: dict[str, dict], exclude: frozenset[str
         problems.append(f"{name}: present but not in the manifest")
     for name in sorted(set(entries) & present):
         path, entry = folder / name, entries[name]
-        if path.stat().st_size != entry["size"]:
+        if not (isinstance(entry, dict) and type(entry.get("size")) is int and isinstance(entry.get("sha256"), str)):
+            problems.append(f"{name}: its manifest entry is not a size and a sha256 (the manifest is damaged)")
+        elif path.stat().st_size != entry["size"]:
             problems.append(f"{name}: size {path.stat().st_size} bytes, the manifest says {entry['size']}")
         elif sha256_file(path) != entry["sha256"]:
             problems.append(f"{name}: sha256 differs from the manifest (the file was changed)")

@@ -10,12 +10,11 @@ weights are read.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeqwen.checkpoint import check_checkpoint, read_json_file
 from edgeqwen.errors import ModelError
 
 # The architectures the ONNX Runtime GenAI builder and Optimum-Intel both export as dense Qwen decoders.
@@ -36,12 +35,7 @@ REFUSED_MODEL_TYPES = {
     "qwen3_omni_moe": "a multimodal model",
 }
 
-WEIGHT_SUFFIXES = (".safetensors",)
-TOKENIZER_FILES_REQUIRED = ("tokenizer.json", "tokenizer_config.json")
 HF_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-# safetensors dtype names -> bytes per element
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 @dataclass(frozen=True)
@@ -126,10 +120,7 @@ def read_config(path: Path) -> dict:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise ModelError(f"{path}: no config.json; expected a Hugging Face model folder ({SUPPORTED_TEXT})")
-    try:
-        return json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{config_path}: not valid JSON: {e}") from None
+    return read_json_file(config_path, "a Hugging Face config.json")
 
 
 def check_supported(config: dict, where: Path) -> tuple[str, str]:
@@ -151,14 +142,10 @@ def check_supported(config: dict, where: Path) -> tuple[str, str]:
 
 
 def describe_model(spec: str, model_id: str, path: Path, origin: str) -> ModelSource:
+    """The model folder described, after every check that needs no tensor data (edgeqwen.checkpoint)."""
     config = read_config(path)
     architecture, model_type = check_supported(config, path / "config.json")
-    weight_files = tuple(sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES))
-    if not weight_files:
-        raise ModelError(f"{path}: no *.safetensors weights found (PyTorch .bin checkpoints are not supported)")
-    missing = [name for name in TOKENIZER_FILES_REQUIRED if not (path / name).is_file()]
-    if missing:
-        raise ModelError(f"{path}: missing tokenizer file(s) {', '.join(missing)}; the bundle needs Qwen's tokenizer")
+    weight_files, tensors = check_checkpoint(path, config)
     return ModelSource(
         spec=spec,
         id=model_id,
@@ -170,7 +157,7 @@ def describe_model(spec: str, model_id: str, path: Path, origin: str) -> ModelSo
         weight_files=weight_files,
         weights_sha256=hash_files(weight_files),
         checkpoint_bytes=sum(p.stat().st_size for p in weight_files),
-        tensors=count_tensors(weight_files),
+        tensors=count_tensors(tensors),
     )
 
 
@@ -184,31 +171,19 @@ def hash_files(paths: tuple[Path, ...]) -> str:
     return digest.hexdigest()
 
 
-def read_safetensors_header(path: Path) -> dict:
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(length))
-
-
-def count_tensors(weight_files: tuple[Path, ...]) -> TensorGroups:
+def count_tensors(tensors: dict[str, dict]) -> TensorGroups:
+    """Parameter counts by role, from the checked safetensors header entries."""
     counts = {"embedding": 0, "lm_head": 0, "linear": 0, "other": 0}
-    for path in weight_files:
-        try:
-            header = read_safetensors_header(path)
-        except (OSError, ValueError, struct.error) as e:
-            raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            numel = 1
-            for d in info["shape"]:
-                numel *= d
-            if "embed_tokens" in name:
-                counts["embedding"] += numel
-            elif name.startswith("lm_head"):
-                counts["lm_head"] += numel
-            elif len(info["shape"]) == 2:
-                counts["linear"] += numel
-            else:
-                counts["other"] += numel
+    for name, info in tensors.items():
+        numel = 1
+        for d in info["shape"]:
+            numel *= d
+        if "embed_tokens" in name:
+            counts["embedding"] += numel
+        elif name.startswith("lm_head"):
+            counts["lm_head"] += numel
+        elif len(info["shape"]) == 2:
+            counts["linear"] += numel
+        else:
+            counts["other"] += numel
     return TensorGroups(**counts)

@@ -20,6 +20,7 @@ fixed build, which raises DriftBudgetExceeded for a bundle over budget.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -37,14 +38,15 @@ from edgeqwen.bench.predict import prediction_line
 from edgeqwen.bundle import manifest as manifest_format
 from edgeqwen.bundle.readme import device_readme
 from edgeqwen.bundle.shim_file import write_shim
-from edgeqwen.bundle.writer import StagedBundle
+from edgeqwen.bundle.writer import StagedBundle, remove_abandoned
+from edgeqwen.stages import build_label, request_label, stage_boundary
 from edgeqwen.cache import BuildCache, cache_key, copy_entry, source_sha256
 from edgeqwen.device import check as device_check
-from edgeqwen.drift.evaldata import load_eval_data
-from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, measure_drift
+from edgeqwen.drift.evaldata import MIN_EVAL_TOKENS, check_enough_tokens, load_eval_data
+from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, MAX_EVAL_TOKENS, measure_drift
 from edgeqwen.drift.gate import DriftBudgetExceeded
 from edgeqwen.drift.report import REPORT_FILES, write_report
-from edgeqwen.errors import BuildError, DeviceCheckFailed, ParityError, WorkerError
+from edgeqwen.errors import BuildError, DeviceCheckFailed, ParityError, PlanError, WorkerError
 from edgeqwen.fit import MemoryEstimate, check_fit
 from edgeqwen.models import ModelSource, resolve_model
 from edgeqwen.plan import BuildPlan, resolve_plan
@@ -54,6 +56,7 @@ from edgeqwen.rungs import apply_rung, load_rung
 from edgeqwen.schema import to_dict
 from edgeqwen.targets import TargetProfile, load_target
 
+WORK_PREFIX = "edgeqwen-work-"  # the engines' scratch folders, in the system's temporary folder
 CACHE_NOTES = {"bundle": " (cached bundle)", "conversion": " (cached conversion)", "none": ""}
 ENGINE_FACTS = "engine_facts.json"  # kept beside a cached conversion, not shipped in the bundle
 MB = 1024 * 1024
@@ -181,6 +184,13 @@ def quality_lines(quality: dict, seconds: dict[str, float]) -> str:
             + format_table(quality["tried"], seconds, indent=" " * 11) + "\n")
 
 
+def bundle_bytes_needed(resolved: ResolvedBuild) -> int:
+    """Room the staged bundle needs beside its destination: the weights the plan estimates, the tokenizer and
+    the small files, with a margin (checked before any conversion)."""
+    tokenizer = sum(p.stat().st_size for p in resolved.source.path.glob("tokenizer*") if p.is_file())
+    return int(resolved.memory.weights_bytes * 1.1) + tokenizer + 4 * MB
+
+
 def rejected_report_dir(destination: Path) -> Path:
     return destination.parent / f"{destination.name}.drift-rejected"
 
@@ -209,8 +219,17 @@ def resolve(request: BuildRequest, shared: "SharedWork | None" = None) -> Resolv
     plan = resolve_plan(source, target, recipe, request.precision, request.context_length, request.drift_overrides,
                         request.calib_data)
     memory = check_fit(plan)
+    if not request.skip_drift:
+        check_eval_request(request, source)
     destination = request.out or default_destination(source, target)
     return ResolvedBuild(source, target, recipe, plan, memory, destination)
+
+
+def check_eval_request(request: BuildRequest, source: ModelSource) -> None:
+    """The drift gate's inputs, read now: a bad --eval-data or --eval-tokens costs seconds, not a conversion."""
+    if not MIN_EVAL_TOKENS <= request.eval_tokens <= MAX_EVAL_TOKENS:
+        raise PlanError(f"--eval-tokens {request.eval_tokens}: expected {MIN_EVAL_TOKENS} to {MAX_EVAL_TOKENS}")
+    check_enough_tokens(load_eval_data(request.eval_data), source.path / "tokenizer.json")
 
 
 @dataclass
@@ -274,11 +293,12 @@ def build_gated(request: BuildRequest, cache: BuildCache | None = None, shared: 
     bundle's quality record. `cache=None` builds everything afresh; `shared` carries work between builds."""
     timings: dict[str, float] = {}
     started = time.monotonic()
-    resolved = resolve(request, shared)  # input errors surface here, before any progress output
+    with stage_boundary("resolve", request_label(request)):
+        resolved = resolve(request, shared)  # input errors surface here, before any progress output
     timings["resolve"] = time.monotonic() - started
     before = QualityRecord(mode, request.rung, earlier)
 
-    staged = StagedBundle(resolved.destination, request.force)
+    staged = StagedBundle(resolved.destination, request.force, bundle_bytes_needed(resolved))
     with staged as staging:  # refuses an existing destination without --force, before any long work
         bundle_key = bundle_cache_key(resolved, request, before)
         cached = cache.lookup("bundle", bundle_key) if cache else None
@@ -325,36 +345,40 @@ def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared
     memo = shared.reference_memo if shared else {}  # the reference's logits, for the drift and device stages
     stages = tqdm(total=5, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
     with stages:
+        label = build_label(resolved)
         started = time.monotonic()
         stages.set_postfix_str(f"convert ({resolved.plan.engine})")
-        conversion_key = conversion_cache_key(resolved)
-        converted = cache.lookup("conversion", conversion_key) if cache else None
-        cache_status = "conversion" if converted else "none"
-        work_dir = None
-        if converted is None:
-            work_dir, converted = convert_in_work_folder(resolved, backend, cache, conversion_key)
-        try:
-            copy_entry(converted, staging)
-        finally:
-            if work_dir:
-                shutil.rmtree(work_dir, ignore_errors=True)
-        engine_facts = json.loads((staging / ENGINE_FACTS).read_text())
-        (staging / ENGINE_FACTS).unlink()
-        backend.finalize(resolved.plan, staging)
-        write_shim(staging / "shim.py")  # before the parity and drift stages, which run the bundle through it
+        with stage_boundary("convert", label):
+            conversion_key = conversion_cache_key(resolved)
+            converted = cache.lookup("conversion", conversion_key) if cache else None
+            cache_status = "conversion" if converted else "none"
+            work_dir = None
+            if converted is None:
+                work_dir, converted = convert_in_work_folder(resolved, backend, cache, conversion_key)
+            try:
+                copy_entry(converted, staging)
+            finally:
+                if work_dir:
+                    shutil.rmtree(work_dir, ignore_errors=True)
+            engine_facts = json.loads((staging / ENGINE_FACTS).read_text())
+            (staging / ENGINE_FACTS).unlink()
+            backend.finalize(resolved.plan, staging)
+            write_shim(staging / "shim.py")  # before the parity and drift stages, which run the bundle through it
         timings["convert"] = time.monotonic() - started
         stages.update(1)
 
         started = time.monotonic()
         stages.set_postfix_str("parity")
-        parity_record = check_parity(resolved, staging)  # ParityError: the staged bundle is discarded
+        with stage_boundary("parity", label):
+            parity_record = check_parity(resolved, staging)  # ParityError: the staged bundle is discarded
         timings["parity"] = time.monotonic() - started
         stages.update(1)
 
         started = time.monotonic()
         stages.set_postfix_str("drift")
-        gate = Gate(skipped_drift(before), None) if request.skip_drift else gate_drift(resolved, staging, request,
-                                                                                      before, memo)
+        with stage_boundary("drift", label):
+            gate = Gate(skipped_drift(before), None) if request.skip_drift else gate_drift(resolved, staging, request,
+                                                                                          before, memo)
         if gate.refusal:
             return cache_status, gate
         timings["drift"] = time.monotonic() - started
@@ -362,16 +386,18 @@ def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared
 
         started = time.monotonic()
         stages.set_postfix_str("bundle")
-        body = write_bundle(resolved, staging, engine_facts, gate.report, parity_record)
+        with stage_boundary("bundle", label):
+            body = write_bundle(resolved, staging, engine_facts, gate.report, parity_record)
         timings["bundle"] = time.monotonic() - started
         stages.update(1)
 
         started = time.monotonic()
         stages.set_postfix_str(f"device check ({resolved.target.hardware.cpu_arch})")
-        check = run_device_stage(resolved, staging, request, memo)
+        with stage_boundary("device check", label):
+            check = run_device_stage(resolved, staging, request, memo)
+            gate.manifest = manifest_format.write_manifest(staging, {**body, "device_check": check.summary()})
         timings["device"] = time.monotonic() - started
         timings["device_parts"] = check.seconds
-        gate.manifest = manifest_format.write_manifest(staging, {**body, "device_check": check.summary()})
         stages.update(1)
     return cache_status, gate
 
@@ -419,7 +445,9 @@ def convert_in_work_folder(resolved, backend, cache: BuildCache | None, key: str
 
     The caller removes the scratch folder once it has copied the converted files.
     """
-    work_dir = Path(tempfile.mkdtemp(prefix="edgeqwen-work-"))
+    scratch = Path(tempfile.gettempdir())
+    remove_abandoned(scratch, WORK_PREFIX)  # what builds killed mid-conversion left
+    work_dir = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=scratch))
     converted = work_dir / "converted"
     converted.mkdir()
     try:

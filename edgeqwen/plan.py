@@ -25,7 +25,9 @@ from edgeqwen.errors import PlanError
 from edgeqwen.models import ModelSource
 from edgeqwen.recipes import Recipe
 from edgeqwen.schema import from_dict, to_dict
-from edgeqwen.targets import CHANNEL_WISE, DriftBudget, TargetProfile, WeightQuantization
+from edgeqwen.targets import (
+    CHANNEL_WISE, MIN_CONTEXT_LENGTH, DriftBudget, TargetProfile, WeightQuantization, drift_budget_problems,
+)
 
 # 1: the ONNX Runtime options inside `quantization` and NNCF's as `nncf`, for every engine;
 # 2: each engine's options in `engine_options` (format_version 2 manifests).
@@ -181,14 +183,14 @@ def resolve_plan(
     quantization = resolve_quantization(target, recipe, precision)
     check_precision_for_device(quantization, target)
     check_block_size(quantization, model)
-    if context_length is not None and context_length > model.max_position_embeddings:
-        raise PlanError(
-            f"--context-length {context_length}: {model.id} supports at most {model.max_position_embeddings} tokens"
-        )
-    context = context_length or min(target.limits.context_length, model.max_position_embeddings)
+    context = resolve_context_length(context_length, target, model)
     drift_values = dataclasses.asdict(target.drift)
     drift_values.update({k: v for k, v in dataclasses.asdict(recipe.drift).items() if v is not None})
     drift_values.update({k: v for k, v in (drift_overrides or {}).items() if v is not None})
+    problems = drift_budget_problems(**drift_values)
+    if problems:
+        raise PlanError(f"drift budget for {target.name} (profile, recipe {recipe.name} and command line): "
+                        + "; ".join(problems))
     backend = backend_for(target.runtime.engine)
     options = backend.resolve_options(target, recipe)
     plan = BuildPlan(
@@ -207,6 +209,18 @@ def resolve_plan(
     )
     backend.check_supported(plan)  # what the engine or device cannot run, before the fit check
     return plan
+
+
+def resolve_context_length(requested: Optional[int], target: TargetProfile, model: ModelRef) -> int:
+    """--context-length if given (within what the model and the drift window take), else the target's, capped by
+    the model's own limit."""
+    if requested is None:
+        return min(target.limits.context_length, model.max_position_embeddings)
+    if not MIN_CONTEXT_LENGTH <= requested <= model.max_position_embeddings:
+        raise PlanError(f"--context-length {requested}: expected {MIN_CONTEXT_LENGTH} to "
+                        f"{model.max_position_embeddings} tokens ({model.id} supports at most "
+                        f"{model.max_position_embeddings})")
+    return requested
 
 
 def calibration_ref(path: Optional[Path]) -> CalibrationRef:

@@ -15,7 +15,9 @@ from typing import Literal, Optional
 
 from edgeqwen.errors import RecipeError
 from edgeqwen.schema import load_named
-from edgeqwen.targets import BLOCK_SIZES, CHANNEL_WISE, PROJECT_ROOT, TablePrecision, WeightPrecision
+from edgeqwen.targets import (
+    ACCURACY_LEVELS, BLOCK_SIZES, CHANNEL_WISE, PROJECT_ROOT, TablePrecision, WeightPrecision, drift_budget_problems,
+)
 
 BackupPrecision = Literal["int8_asym", "int8_sym", "none"]
 
@@ -37,6 +39,8 @@ class QuantizationOverrides:
             raise ValueError(f"block_size = {self.block_size}: expected one of {BLOCK_SIZES} or {CHANNEL_WISE}")
         if self.max_block_size is not None and self.max_block_size not in BLOCK_SIZES:
             raise ValueError(f"max_block_size = {self.max_block_size}: expected one of {BLOCK_SIZES}")
+        if self.accuracy_level is not None and self.accuracy_level not in ACCURACY_LEVELS:
+            raise ValueError(f"accuracy_level = {self.accuracy_level}: expected one of {ACCURACY_LEVELS}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,10 @@ class DriftOverrides:
     max_ppl_ratio: Optional[float] = None
     max_mean_kld: Optional[float] = None
     min_top1_agreement: Optional[float] = None
+
+    def __post_init__(self):
+        for problem in drift_budget_problems(self.max_ppl_ratio, self.max_mean_kld, self.min_top1_agreement):
+            raise ValueError(problem)
 
 
 @dataclass(frozen=True)

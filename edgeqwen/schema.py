@@ -10,6 +10,7 @@ fixes a profile in one pass instead of one error per run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -78,8 +79,8 @@ def _convert(tp: Any, value: Any, key: str, problems: list[str]) -> Any:
             return ()
         return tuple(_convert(item_type, v, f"{key}[{i}]", problems) for i, v in enumerate(value))
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{label} = {value!r}: expected a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.append(f"{label} = {value!r}: expected a finite number")
             return 0.0
         return float(value)
     if tp in (int, str, bool):

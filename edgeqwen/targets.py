@@ -26,6 +26,9 @@ TablePrecision = Literal["int4", "int8", "float"]
 BLOCK_SIZES = (16, 32, 64, 128, 256)
 # -1: one scale per output channel (NNCF's group_size = -1). OpenVINO only; ONNX Runtime needs blocks.
 CHANNEL_WISE = -1
+MIN_CONTEXT_LENGTH = 256  # the drift gate's window; shorter contexts hold no useful conversation either
+MAX_CONTEXT_LENGTH = 1 << 20  # beyond every Qwen's max_position_embeddings
+MAX_THREADS = 1024
 # MatMulNBits accuracy_level: 0 = unset, 1 = fp32, 2 = fp16, 3 = bf16, 4 = int8 activations.
 ACCURACY_LEVELS = (0, 1, 2, 3, 4)
 
@@ -41,8 +44,13 @@ class Hardware:
     os: Literal["linux", "android", "windows"] = "linux"  # the device's own system (its README's install paths)
 
     def __post_init__(self):
-        if self.cores < 1 or self.ram_gb <= 0 or self.memory_bandwidth_gbps <= 0:
-            raise ValueError("cores, ram_gb and memory_bandwidth_gbps must be positive")
+        if not 1 <= self.cores <= MAX_THREADS:
+            raise ValueError(f"cores = {self.cores}: expected 1 to {MAX_THREADS}")
+        if not 0 < self.ram_gb <= 65536:
+            raise ValueError(f"ram_gb = {self.ram_gb}: expected a number above 0 and at most 65536")
+        if not 0 < self.memory_bandwidth_gbps <= 100000:
+            raise ValueError(f"memory_bandwidth_gbps = {self.memory_bandwidth_gbps}: expected a number above 0 and "
+                             "at most 100000")
 
 
 @dataclass(frozen=True)
@@ -62,8 +70,8 @@ class Runtime:
                 f"device {self.device!r} is not available with engine {self.engine!r} "
                 f"(choose one of {', '.join(devices)})"
             )
-        if self.threads < 1:
-            raise ValueError(f"threads = {self.threads}: must be at least 1")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise ValueError(f"threads = {self.threads}: expected 1 to {MAX_THREADS}")
 
 
 @dataclass(frozen=True)
@@ -108,10 +116,11 @@ class Limits:
     memory_budget_mb: int
 
     def __post_init__(self):
-        if self.context_length < 256:
-            raise ValueError(f"context_length = {self.context_length}: must be at least 256")
-        if self.memory_budget_mb < 64:
-            raise ValueError(f"memory_budget_mb = {self.memory_budget_mb}: must be at least 64")
+        if not MIN_CONTEXT_LENGTH <= self.context_length <= MAX_CONTEXT_LENGTH:
+            raise ValueError(f"context_length = {self.context_length}: expected {MIN_CONTEXT_LENGTH} to "
+                             f"{MAX_CONTEXT_LENGTH}")
+        if not 64 <= self.memory_budget_mb <= 1 << 26:
+            raise ValueError(f"memory_budget_mb = {self.memory_budget_mb}: expected 64 to {1 << 26}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,23 @@ class DriftBudget:
     max_ppl_ratio: float
     max_mean_kld: float
     min_top1_agreement: float
+
+    def __post_init__(self):
+        for problem in drift_budget_problems(self.max_ppl_ratio, self.max_mean_kld, self.min_top1_agreement):
+            raise ValueError(problem)
+
+
+def drift_budget_problems(max_ppl_ratio, max_mean_kld, min_top1_agreement) -> list[str]:
+    """What is impossible in a drift budget (None: not set here). The command line's types say the same."""
+    problems = []
+    if max_ppl_ratio is not None and not 1.0 <= max_ppl_ratio <= 1000.0:
+        problems.append(f"max_ppl_ratio = {max_ppl_ratio}: expected 1.0 to 1000 (the bundle's perplexity over the "
+                        "reference's)")
+    if max_mean_kld is not None and not 0.0 <= max_mean_kld <= 1000.0:
+        problems.append(f"max_mean_kld = {max_mean_kld}: expected 0 to 1000 (nats)")
+    if min_top1_agreement is not None and not 0.0 <= min_top1_agreement <= 1.0:
+        problems.append(f"min_top1_agreement = {min_top1_agreement}: expected 0 to 1 (a share of tokens)")
+    return problems
 
 
 @dataclass(frozen=True)

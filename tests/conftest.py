@@ -18,12 +18,22 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from edgeqwen.demo.assets import TOKENIZER_FILES, tokenizer_source_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 QWEN_VOCAB = 151936
+
+# Fuzzing (tests/test_fuzz_*.py): a small example count in the default run, a larger one in CI's slow suite
+# (`make test-slow` sets HYPOTHESIS_PROFILE=ci). No deadline: a 2-core machine under load is not a bug.
+settings.register_profile("default", max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("default"), max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -71,8 +71,8 @@ def test_missing_key(tmp_path):
     [
         ("block_size = 64", "block_size = 48", r"block_size = 48: expected one of \(16, 32, 64, 128, 256\)"),
         ('device = "cpu"', 'device = "npu"', "device 'npu' is not available with engine 'onnxruntime-genai'"),
-        ("context_length = 4096", "context_length = 10", "context_length = 10: must be at least 256"),
-        ("threads = 4 ", "threads = 0 ", "threads = 0: must be at least 1"),
+        ("context_length = 4096", "context_length = 10", "context_length = 10: expected 256 to 1048576"),
+        ("threads = 4 ", "threads = 0 ", "threads = 0: expected 1 to 1024"),
     ],
 )
 def test_invalid_values(tmp_path, old, new, message):

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
+from edgeqwen.processes import die_with_parent
+
 
 def run_logged(command: list[str], log_path: Path, env: dict, on_line: Callable[[str], None]) -> int:
     """Run `command` in the log's folder, copy its output to `log_path`, hand each line to `on_line`; return the
@@ -14,7 +16,7 @@ def run_logged(command: list[str], log_path: Path, env: dict, on_line: Callable[
     directory as paths, so a user's folder called `int4` would otherwise change the workflow.)"""
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                   cwd=log_path.parent)
+                                   cwd=log_path.parent, preexec_fn=die_with_parent)
         try:
             for line in process.stdout:
                 log.write(line)

@@ -46,12 +46,12 @@ def bytes_per_token(folder: Path) -> int:
 
 def checkpoint_bytes_per_token(folder: Path) -> int:
     """A Hugging Face checkpoint as PyTorch runs it here: float32, an untied embedding only gathered."""
-    from edgeqwen.models import read_safetensors_header
+    from edgeqwen.checkpoint import read_header
 
     gathered_only = has_lm_head(folder)  # an untied embedding table is only gathered from
     total = 0
     for path in sorted(folder.glob("*.safetensors")):
-        for name, info in read_safetensors_header(path).items():
+        for name, info in read_header(path).items():
             if name == "__metadata__" or (gathered_only and name.endswith("embed_tokens.weight")):
                 continue
             total += 4 * math.prod(info["shape"])

@@ -57,10 +57,18 @@ def read_manifest(bundle_dir: Path) -> dict:
     if not path.is_file():
         raise BundleError(f"{bundle_dir}: no {MANIFEST_NAME}; not an edgeqwen bundle")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{path}: not UTF-8 text (byte {e.start}); the bundle is damaged") from None
     except json.JSONDecodeError as e:
         raise BundleError(f"{path}: not valid JSON: {e}") from None
-    if manifest.get("format_version") not in READABLE_FORMAT_VERSIONS:
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: a JSON {type(manifest).__name__}, not an edgeqwen manifest (an object)")
+    version = manifest.get("format_version")
+    if type(version) is int and version > max(READABLE_FORMAT_VERSIONS):
+        raise BundleError(f"{path}: format_version {version} is newer than this edgeqwen reads "
+                          f"({', '.join(map(str, READABLE_FORMAT_VERSIONS))}); upgrade edgeqwen to use this bundle")
+    if type(version) is not int or version not in READABLE_FORMAT_VERSIONS:
         raise BundleError(
             f"{path}: format_version {manifest.get('format_version')!r}; this edgeqwen reads "
             f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))}"

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeqwen.bundle.shim_file import write_shim
 from edgeqwen.errors import WorkerError
+from edgeqwen.processes import die_with_parent
 
 PROTOCOL_VERSION = 1
 SHIM = "shim.py"
@@ -64,7 +65,7 @@ class BundleWorker:
             command.append("--no-verify")
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                        env=env)
+                                        env=env, preexec_fn=die_with_parent)
         hello = self._read_answer("hello")
         if hello.get("protocol") != PROTOCOL_VERSION:
             self.close()

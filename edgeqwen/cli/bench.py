@@ -10,6 +10,7 @@ from pathlib import Path
 from edgeqwen.bench.bandwidth import measure_read_bandwidth
 from edgeqwen.bench.measure import bench_folder, speed_report
 from edgeqwen.errors import ProfileError
+from edgeqwen.shim.values import whole_number
 from edgeqwen.targets import load_target
 
 MB = 1024 * 1024
@@ -33,10 +34,10 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("bundle", type=Path)
-    parser.add_argument("--prompt-tokens", type=int, default=128, help="prompt length (default 128)")
-    parser.add_argument("--new-tokens", type=int, default=128, help="tokens generated per run (default 128)")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs after one warm-up (default 3)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--prompt-tokens", type=whole_number(1, 1 << 20), default=128, help="prompt length (default 128)")
+    parser.add_argument("--new-tokens", type=whole_number(1, 1 << 20), default=128, help="tokens generated per run (default 128)")
+    parser.add_argument("--runs", type=whole_number(1, 1000), default=3, help="timed runs after one warm-up (default 3)")
+    parser.add_argument("--threads", type=whole_number(0, 1024), default=None,
                         help=f"compute threads (default: this machine's {os.cpu_count()} cores; 0: as the bundle "
                              "sets them, or the runtime's own default where it sets none)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -11,10 +11,12 @@ from pathlib import Path
 from edgeqwen import ladder, pipeline
 from edgeqwen.backends import backend_for
 from edgeqwen.cache import BuildCache
-from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS
+from edgeqwen.drift.evaldata import MIN_EVAL_TOKENS
+from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, MAX_EVAL_TOKENS
 from edgeqwen.errors import EdgeqwenError, PlanError
 from edgeqwen.quality import QualityRecord
-from edgeqwen.targets import target_names
+from edgeqwen.shim.values import real_number, whole_number
+from edgeqwen.targets import MAX_CONTEXT_LENGTH, MIN_CONTEXT_LENGTH, target_names
 
 EXAMPLES = """Examples:
   edgeqwen build --target raspberry-pi-5                      # the shipped demo model
@@ -49,7 +51,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--quality", choices=["auto", "fixed"], default="auto",
                         help="auto (default): try the rungs of recipes/rungs/, smallest first, and keep the first "
                              "within the drift budget; fixed: build the target + recipe as they are")
-    parser.add_argument("--context-length", type=int, help="override the target's context length (tokens)")
+    parser.add_argument("--context-length", type=whole_number(MIN_CONTEXT_LENGTH, MAX_CONTEXT_LENGTH),
+                        help="override the target's context length (tokens; at most the model's own)")
     parser.add_argument("--out", type=Path,
                         help="bundle folder (default: bundles/MODEL-TARGET); with several targets, the parent folder")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
@@ -57,9 +60,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-cache", action="store_true", help="build everything afresh (the cache is not read or written)")
     parser.add_argument("--cache-key", action="store_true", help="print the bundle's cache key and exit (for CI caches)")
     add_drift_arguments(parser)
-    parser.add_argument("--max-ppl-ratio", type=float, help="drift budget: bundle/reference perplexity at most this")
-    parser.add_argument("--max-mean-kld", type=float, help="drift budget: mean KL divergence at most this (nats)")
-    parser.add_argument("--min-top1-agreement", type=float, help="drift budget: top-1 agreement at least this (0..1)")
+    parser.add_argument("--max-ppl-ratio", type=real_number(1.0, 1000.0), help="drift budget: bundle/reference perplexity at most this")
+    parser.add_argument("--max-mean-kld", type=real_number(0.0, 1000.0), help="drift budget: mean KL divergence at most this (nats)")
+    parser.add_argument("--min-top1-agreement", type=real_number(0.0, 1.0), help="drift budget: top-1 agreement at least this (0..1)")
     parser.add_argument("--calib-data", type=Path,
                         help="calibration text for the GPTQ / AWQ rungs: .txt, or .jsonl of {\"text\"} / {\"messages\"} "
                              "(default: the train split of the shipped corpus)")
@@ -78,7 +81,8 @@ def add_drift_arguments(parser) -> None:
     """Evaluation text options, shared with `edgeqwen eval`."""
     parser.add_argument("--eval-data", type=Path, help="drift text: .txt, or .jsonl of {\"text\"} / {\"messages\"} "
                         "(default: the shipped held-out corpus)")
-    parser.add_argument("--eval-tokens", type=int, default=DEFAULT_EVAL_TOKENS,
+    parser.add_argument("--eval-tokens", type=whole_number(MIN_EVAL_TOKENS, MAX_EVAL_TOKENS),
+                        default=DEFAULT_EVAL_TOKENS,
                         help=f"tokens of eval text to measure drift on (default {DEFAULT_EVAL_TOKENS})")
 
 

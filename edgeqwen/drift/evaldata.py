@@ -18,6 +18,7 @@ from edgeqwen.errors import EdgeqwenError
 
 DEFAULT_EVAL_FILE = CORPUS_DIR / "heldout.jsonl"
 DOCUMENT_SEPARATOR = "<|endoftext|>"  # how Qwen2 and Qwen3 were pretrained to separate documents
+MIN_EVAL_TOKENS = 16  # fewer measure nothing: one window's KL divergence is noise
 ACCEPTED = "a .txt file (plain text) or a .jsonl file with one {\"text\": ...} or {\"messages\": [...]} per line"
 
 
@@ -41,11 +42,11 @@ def load_eval_data(
         raise EvalDataError(f"{option} {path}: file not found; expected {ACCEPTED}")
     raw = path.read_bytes()
     source = f"edgeqwen corpus ({path.stem} split)" if path.parent == CORPUS_DIR else path.name
-    text = raw.decode("utf-8", errors="replace")
+    text = utf8_text(raw, path, option)
     if path.suffix == ".txt":
         records = ({"text": text},)
     elif path.suffix == ".jsonl":
-        records = tuple(parse_jsonl(path, text))
+        records = tuple(parse_jsonl(path, text, option))
     else:
         raise EvalDataError(f"{option} {path}: unknown format {path.suffix!r}; expected {ACCEPTED}")
     if not records or not any(r.get("text", "").strip() or r.get("messages") for r in records):
@@ -53,20 +54,52 @@ def load_eval_data(
     return EvalData(source=source, sha256=hashlib.sha256(raw).hexdigest(), records=records)
 
 
-def parse_jsonl(path: Path, text: str):
+def utf8_text(raw: bytes, path: Path, option: str) -> str:
+    """The file as text: UTF-8 (a binary file, or text in another encoding, is named, not read as garbage)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise EvalDataError(f"{option} {path}:{line}: not UTF-8 text (byte {e.start}); expected {ACCEPTED}") from None
+    if "\0" in text:
+        raise EvalDataError(f"{option} {path}: holds NUL characters, so it is not a text file; expected {ACCEPTED}")
+    return text
+
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def message_problem(messages: list) -> str | None:
+    """What makes a {"messages": [...]} record unrenderable by a chat template, or None."""
+    if not messages:
+        return "\"messages\" is empty"
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages[{i}] is not an object"
+        if message.get("role") not in ROLES:
+            return f"messages[{i}].role = {message.get('role')!r}: expected one of {', '.join(ROLES)}"
+        if not isinstance(message.get("content"), str):
+            return f"messages[{i}].content is not a string"
+    return None
+
+
+def parse_jsonl(path: Path, text: str, option: str = "--eval-data"):
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise EvalDataError(f"{path}:{number}: not valid JSON ({e})") from None
+            raise EvalDataError(f"{option} {path}:{number}: not valid JSON ({e})") from None
         if isinstance(record, dict) and isinstance(record.get("text"), str):
             yield {"text": record["text"]}
         elif isinstance(record, dict) and isinstance(record.get("messages"), list):
+            problem = message_problem(record["messages"])
+            if problem:
+                raise EvalDataError(f"{option} {path}:{number}: {problem}")
             yield {"messages": record["messages"]}
         else:
-            raise EvalDataError(f"{path}:{number}: expected an object with \"text\" or \"messages\"")
+            raise EvalDataError(f"{option} {path}:{number}: expected an object with \"text\" or \"messages\"")
 
 
 def token_windows(tokenizer, data: EvalData, max_tokens: int, window: int) -> list[list[int]]:
@@ -81,6 +114,22 @@ def token_windows(tokenizer, data: EvalData, max_tokens: int, window: int) -> li
         if len(stream) >= max_tokens:
             break
     stream = stream[:max_tokens]
-    if len(stream) < 16:
-        raise EvalDataError(f"{data.source}: only {len(stream)} tokens; need at least 16 to measure drift")
+    if len(stream) < MIN_EVAL_TOKENS:
+        raise EvalDataError(f"{data.source}: only {len(stream)} tokens; need at least {MIN_EVAL_TOKENS} to measure drift")
     return [stream[i : i + window] for i in range(0, len(stream), window) if len(stream[i : i + window]) >= 2]
+
+
+def check_enough_tokens(data: EvalData, tokenizer_file: Path, option: str = "--eval-data") -> None:
+    """Refuse, before any conversion, text too short to measure drift on (the model's own tokenizer counts it;
+    chat records count their contents only, a lower bound of what their template renders)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    count = 0
+    for record in data.records:
+        texts = [m["content"] for m in record["messages"]] if "messages" in record else [record["text"]]
+        count += sum(len(tokenizer.encode(text).ids) for text in texts) + (1 if "text" in record else 0)
+        if count >= MIN_EVAL_TOKENS:
+            return
+    raise EvalDataError(f"{option} {data.source}: only {count} tokens of text; the drift gate needs at least "
+                        f"{MIN_EVAL_TOKENS}")

@@ -17,6 +17,7 @@ from edgeqwen.schema import to_dict
 
 REPORT_VERSION = 1
 DEFAULT_EVAL_TOKENS = 1024  # about a minute for a 0.5B model on two cores; the demo model takes seconds
+MAX_EVAL_TOKENS = 1 << 20  # a million tokens is days of teacher forcing on a small machine
 WINDOW = 256
 GENERATION_PROMPTS = (
     "What is the with statement?",

@@ -21,8 +21,9 @@ module's names become the file's globals, so the modules import one another by r
     terminal      one answer, and chat through stdin
     server        the OpenAI-compatible HTTP server
     worker        worker mode: JSON lines in, JSON and arrays out (drift, bench and device checks)
+    values        command-line number types that name the option and the range it takes
     cli           the command line
 """
 
 MODULES = ("errors", "bundle_files", "runtime", "json_grammar", "ort_genai", "openvino", "engines", "generation",
-           "tools", "api", "security", "terminal", "server", "worker", "cli")
+           "tools", "api", "security", "terminal", "server", "worker", "values", "cli")

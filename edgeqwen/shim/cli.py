@@ -20,6 +20,7 @@ import sys
 from .errors import ShimError, fail
 from .server import run_server
 from .terminal import run_chat, run_once
+from .values import real_number, whole_number
 from .worker import run_worker
 
 # The folder this file is in: the bundle, when the shim is the bundle's own shim.py.
@@ -32,7 +33,7 @@ def add_common(parser, generation=True):
     parser.add_argument("--device", help="run on another device than the bundle's own: cpu (any bundle), "
                                          "npu or gpu (OpenVINO bundles)")
     parser.add_argument("--cpu", action="store_const", const="cpu", dest="device", help="same as --device cpu")
-    parser.add_argument("--threads", type=positive, help="compute threads (default: the target's, at most the "
+    parser.add_argument("--threads", type=whole_number(1, 1024), help="compute threads (default: the target's, at most the "
                                                          "CPUs this process may use)")
     parser.add_argument("--no-verify", action="store_true", help="skip checking every file's sha256 at start")
     if generation:
@@ -40,18 +41,11 @@ def add_common(parser, generation=True):
         parser.add_argument("--system", help="a system prompt")
         parser.add_argument("--thinking", choices=("show", "hide", "separate"), default="show",
                             help="with --think: show the thinking, hide it, or print it to stderr")
-        parser.add_argument("--max-new-tokens", type=int, default=256)
-        parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-        parser.add_argument("--top-p", type=float, default=1.0)
-        parser.add_argument("--top-k", type=int, default=50)
-        parser.add_argument("--seed", type=int, help="sampling seed")
-
-
-def positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
-    return value
+        parser.add_argument("--max-new-tokens", type=whole_number(1, 1 << 20), default=256)
+        parser.add_argument("--temperature", type=real_number(0, 2), default=0.0, help="0 = greedy (default); at most 2")
+        parser.add_argument("--top-p", type=real_number(0, 1), default=1.0)
+        parser.add_argument("--top-k", type=whole_number(0, 1000), default=50)
+        parser.add_argument("--seed", type=whole_number(-2**63, 2**63 - 1), help="sampling seed")
 
 
 def parse_args(argv):
@@ -73,7 +67,7 @@ def parse_args(argv):
         parser.add_argument("--think", action="store_true", help="let a Qwen3 model think before answering")
         parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only; "
                                                                  "any other needs an API key or --no-auth)")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--port", type=whole_number(0, 65535), default=8000, help="0: any free port")
         parser.add_argument("--api-key", help="require this key (Authorization: Bearer KEY or X-Api-Key); visible "
                                               "in `ps`: prefer --api-key-file or $EDGEQWEN_API_KEY")
         parser.add_argument("--api-key-file", help="read the key from this file")
@@ -81,18 +75,18 @@ def parse_args(argv):
                             help="serve beyond loopback without a key (anyone who can reach the port can use it)")
         parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                             help="a web origin whose pages may call the server (repeatable; '*' only with a key)")
-        parser.add_argument("--max-queue", type=int, default=4, help="requests that may wait; more get 429")
-        parser.add_argument("--max-body-bytes", type=int, default=1 << 20)
-        parser.add_argument("--request-timeout", type=float, default=300.0,
+        parser.add_argument("--max-queue", type=whole_number(0, 1 << 16), default=4, help="requests that may wait; more get 429")
+        parser.add_argument("--max-body-bytes", type=whole_number(2, 1 << 30), default=1 << 20)
+        parser.add_argument("--request-timeout", type=real_number(0.01, 7 * 86400), default=300.0,
                             help="seconds a request may wait and generate in all; then it ends as at max_tokens")
-        parser.add_argument("--client-timeout", type=float, default=30.0,
+        parser.add_argument("--client-timeout", type=real_number(0.01, 86400), default=30.0,
                             help="seconds a client has to send its whole request, and for each write it must read")
-        parser.add_argument("--backlog", type=int, default=1024,
+        parser.add_argument("--backlog", type=whole_number(1, 1 << 16), default=1024,
                             help="connections the kernel holds before the server accepts them")
-        parser.add_argument("--max-connections", type=int, default=512, help="open connections in all")
-        parser.add_argument("--max-client-connections", type=int, default=16,
+        parser.add_argument("--max-connections", type=whole_number(1, 1 << 16), default=512, help="open connections in all")
+        parser.add_argument("--max-client-connections", type=whole_number(0, 1 << 16), default=16,
                             help="open connections from one client address (0: no limit)")
-        parser.add_argument("--shutdown-grace", type=float, default=10.0,
+        parser.add_argument("--shutdown-grace", type=real_number(0, 3600), default=10.0,
                             help="seconds in-flight requests get to finish after SIGTERM before they are cut short")
         parser.add_argument("--log-prompts", action="store_true", help="log each request's messages (off: the "
                                                                        "log has no prompt text)")
