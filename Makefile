@@ -40,8 +40,9 @@ demo: setup device-check-tools
 test: setup device-check-tools
 	$(BIN)/python -m pytest -m "not slow"
 
+# The slow suite also fuzzes with Hypothesis's larger "ci" profile (tests/conftest.py).
 test-slow: setup device-check-tools
-	$(BIN)/python -m pytest -m slow
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -m "slow or fuzz"
 
 # Not a test: the side-by-side speed benchmark (benchmarks/RESULTS.md), about 25 minutes on 2 cores.
 bench: setup

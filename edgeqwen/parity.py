@@ -166,9 +166,13 @@ def summary_line(record: Optional[dict]) -> str:
     if record is None:
         return "not checked (a bundle from before the parity check)"
     if record["result"] == "passed":
-        return (f"passed: {record['strings']} strings and {record['conversations']} conversations (thinking off and "
+        return (f"passed: {record.get('strings')} strings and {record.get('conversations')} conversations (thinking off and "
                 "on) give Hugging Face's ids and prompts")
-    return f"FAILED on {record['mismatches']} of them; first: {describe(record['first_mismatch']).splitlines()[0]}"
+    try:
+        first = f"; first: {describe(record['first_mismatch']).splitlines()[0]}"
+    except (KeyError, TypeError, AttributeError):  # an edited manifest: say what can be said
+        first = ""
+    return f"FAILED on {record.get('mismatches')} of them{first}"
 
 
 def check_bundle(bundle_dir: Path, model_dir: Path, testset: TestSet | None = None) -> dict:

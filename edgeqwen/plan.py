@@ -89,7 +89,7 @@ class BuildPlan:
         """The typed plan from its JSON form (any plan_version this edgeqwen knows), every problem named."""
         from edgeqwen.errors import BundleError
 
-        if not isinstance(data, dict) or "engine" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("engine"), str):
             raise BundleError(f"{where}: not a build plan (expected an object with an 'engine')")
         try:
             backend = backend_for(data["engine"])
@@ -97,7 +97,11 @@ class BuildPlan:
             raise BundleError(f"{where}: {e}") from None
         version = data.get("plan_version", 1)
         if version == 1:
-            data = upgrade_v1(data, backend)
+            try:
+                data = upgrade_v1(data, backend)
+            except (KeyError, TypeError, AttributeError) as e:  # a damaged or hand-edited old plan
+                raise BundleError(f"{where}: a plan_version 1 plan without the fields it had "
+                                  f"({type(e).__name__}: {e}); the bundle's manifest is damaged") from None
         elif version != PLAN_VERSION:
             raise BundleError(f"{where}: plan_version {version!r}; this edgeqwen reads 1 and {PLAN_VERSION}")
         plan = from_dict(cls, data, path=Path(where), error_cls=BundleError)

@@ -30,6 +30,8 @@ def read_toml(path: Path, error_cls: type[EdgeqwenError]) -> dict[str, Any]:
         raise error_cls(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as e:
         raise error_cls(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise error_cls(f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
 
 
 def from_dict(cls: type[T], data: Any, *, path: Path, error_cls: type[EdgeqwenError]) -> T:

@@ -385,3 +385,20 @@ def test_escapes_are_refused_before_conversion(cli, tiny_models, tmp_path, case)
     assert time.monotonic() - started < 60
     assert not (tmp_path / "b").exists()
     assert not {n for n in set(os.listdir(tempfile.gettempdir())) - scratch_before if n.startswith("edgeqwen-work-")}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The catalogue's table (docs/robustness.md) names only tests that exist.
+
+def test_every_row_of_the_catalogue_names_a_real_test():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    text = (root / "docs" / "robustness.md").read_text()
+    references = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+)(?:\[([\w-]+)\])?)?`", text)
+    assert len(references) >= 60, len(references)
+    for path, function, case in references:
+        source = (root / path).read_text()
+        assert not function or re.search(rf"^def {function}\(", source, re.M), f"{path}::{function} does not exist"
+        assert not case or f'"{case}"' in source, f"{path}::{function}[{case}]: no such case"

@@ -189,22 +189,41 @@ def wait_for_staging(parent, name, process, timeout=120):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "interrupted"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM],
+                         ids=["killed", "interrupted", "terminated"])
 def test_a_build_stopped_midway_leaves_no_bundle(tiny_models, tmp_path, sig):
+    """Stopped while Olive converts: nothing at --out; Ctrl-C and SIGTERM clean up at once, and after SIGKILL (of
+    the build alone: its Olive child dies with it) the next build to the same place does."""
     out = tmp_path / "bundle"
     process = start_build(tiny_models["qwen3"], out)
     wait_for_staging(tmp_path, "bundle", process)
-    if sig == signal.SIGKILL:
-        os.killpg(process.pid, sig)  # the whole process group, Olive's child included, as a power cut would
-    else:
-        os.kill(process.pid, sig)
+    children = child_pids(process.pid)
+    assert children, "Olive runs in a child process"
+    os.kill(process.pid, sig)
     process.wait(timeout=60)
     assert not out.exists()
-    if sig == signal.SIGINT:
-        assert process.returncode == 130
-        assert not list(tmp_path.glob(".partial-*")), "an interrupted build cleans up after itself"
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")], "the engine outlived the build"
+    if sig != signal.SIGKILL:
+        assert process.returncode == (130 if sig == signal.SIGINT else 128 + signal.SIGTERM)
+        assert "nothing was written to the destination" in process.stderr.read().decode()
+        assert list(tmp_path.iterdir()) == [], "an interrupted build cleans up after itself"
+        return
     # The next build to the same place succeeds and removes what a killed one left behind.
     rebuild = start_build(tiny_models["qwen3"], out)
     assert rebuild.wait(timeout=300) == 0, rebuild.stderr.read().decode()
     assert (out / "manifest.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def child_pids(pid):
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found

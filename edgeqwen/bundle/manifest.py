@@ -80,4 +80,4 @@ def manifest_plan(bundle_dir: Path, manifest: dict):
     """The bundle's build plan as the typed BuildPlan, whatever plan_version its manifest stores."""
     from edgeqwen.plan import BuildPlan
 
-    return BuildPlan.from_dict(manifest["plan"], where=f"{bundle_dir / MANIFEST_NAME} (plan)")
+    return BuildPlan.from_dict(manifest.get("plan"), where=f"{bundle_dir / MANIFEST_NAME} (plan)")

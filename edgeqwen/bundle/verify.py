@@ -17,7 +17,33 @@ def verify_bundle(bundle_dir: Path) -> list[str]:
     """Every problem found, as a sentence naming the file; an empty list means the bundle is intact."""
     manifest = read_manifest(bundle_dir)  # raises on a missing manifest or an unknown format_version
     problems = file_problems(bundle_dir, manifest.get("files", {}), frozenset({MANIFEST_NAME}))
+    damaged = record_problems(manifest)
+    if damaged:
+        return problems + damaged
     return problems + device_check_problems(bundle_dir, manifest) + parity_problems(manifest)
+
+
+# The checks' records in a manifest, and the fields `verify` reads from each (name -> type).
+RECORD_FIELDS = {
+    "parity": {"result": str},
+    "device_check": {"status": str},
+}
+
+
+def record_problems(manifest: dict) -> list[str]:
+    """Check records that are not what a build writes: the manifest was edited or damaged."""
+    problems = []
+    for key, fields in RECORD_FIELDS.items():
+        record = manifest.get(key)
+        if record is None:
+            continue
+        if not isinstance(record, dict) or any(not isinstance(record.get(f), t) for f, t in fields.items()):
+            problems.append(f"{MANIFEST_NAME}: its {key!r} record is damaged (not what a build writes)")
+        elif key == "device_check" and not all(isinstance(item, dict) and isinstance(item.get("what"), str)
+                                               and isinstance(item.get("reason"), str)
+                                               for item in record.get("not_run") or []):
+            problems.append(f"{MANIFEST_NAME}: its 'device_check' record is damaged (not_run)")
+    return problems
 
 
 def parity_problems(manifest: dict) -> list[str]:
@@ -30,9 +56,10 @@ def parity_problems(manifest: dict) -> list[str]:
 
 
 def parity_note(manifest: dict) -> str | None:
-    """What `verify` says of the parity check, or None for a bundle from before it existed."""
+    """What `verify` says of the parity check, or None for a bundle from before it existed (or a damaged record,
+    which `verify_bundle` reports)."""
     recorded = manifest.get("parity")
-    return None if recorded is None else f"tokenizer parity {parity_line(recorded)}"
+    return None if recorded is None or record_problems(manifest) else f"tokenizer parity {parity_line(recorded)}"
 
 
 def device_check_problems(bundle_dir: Path, manifest: dict) -> list[str]:
@@ -57,11 +84,12 @@ def device_check_problems(bundle_dir: Path, manifest: dict) -> list[str]:
 
 
 def device_check_note(manifest: dict) -> str | None:
-    """What `verify` says of the device check, or None for a bundle from before it existed."""
+    """What `verify` says of the device check, or None for a bundle from before it existed (or a damaged record,
+    which `verify_bundle` reports)."""
     recorded = manifest.get("device_check")
-    if recorded is None:
+    if recorded is None or record_problems(manifest):
         return None
     status = recorded["status"]
     where = f" on {recorded['environment']}" if recorded.get("environment") else ""
-    missing = "; ".join(f"{item['what']} not run ({item['reason']})" for item in recorded.get("not_run", []))
+    missing = "; ".join(f"{item['what']} not run ({item['reason']})" for item in recorded.get("not_run") or [])
     return f"device check {status}{where}" + (f"; {missing}" if missing else "")

@@ -43,6 +43,9 @@ def check_destination(destination: Path, force: bool) -> None:
                           "another --out)")
     if destination.exists() and not force:
         raise BundleError(f"{destination} already exists; pass --force to replace it, or choose another --out")
+    if destination.is_dir() and any(destination.iterdir()) and not (destination / "manifest.json").is_file():
+        raise BundleError(f"--out {destination}: a folder that is not an edgeqwen bundle (no manifest.json); "
+                          "--force replaces only bundles, so it is left alone. Choose another --out")
     for parent in destination.parents:
         if parent.exists():
             if not parent.is_dir():
