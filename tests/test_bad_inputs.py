@@ -382,9 +382,10 @@ def test_escapes_are_refused_before_conversion(cli, tiny_models, tmp_path, case)
                  *arguments(tiny_models, tmp_path))
     assert result.code == code and words in result.err, result.err
     assert "Traceback" not in result.err
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 120  # seconds, not a conversion (a loaded 2-core machine is slow)
     assert not (tmp_path / "b").exists()
-    assert not {n for n in set(os.listdir(tempfile.gettempdir())) - scratch_before if n.startswith("edgeqwen-work-")}
+    ours = f"edgeqwen-work-{os.getpid()}-"  # the build ran in this process (other processes may be converting)
+    assert not {n for n in set(os.listdir(tempfile.gettempdir())) - scratch_before if n.startswith(ours)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ def test_existing_bundle_needs_force_and_survives_a_failed_rebuild(tmp_path):
     destination = tmp_path / "bundle"
     destination.mkdir()
     (destination / "model.onnx").write_text("old")
+    (destination / "manifest.json").write_text("{}")  # --force replaces bundles only
     with pytest.raises(BundleError, match="already exists; pass --force"):
         check_destination(destination, force=False)
     with pytest.raises(RuntimeError):

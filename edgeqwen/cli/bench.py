@@ -35,8 +35,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--prompt-tokens", type=whole_number(1, 1 << 20), default=128, help="prompt length (default 128)")
-    parser.add_argument("--new-tokens", type=whole_number(1, 1 << 20), default=128, help="tokens generated per run (default 128)")
-    parser.add_argument("--runs", type=whole_number(1, 1000), default=3, help="timed runs after one warm-up (default 3)")
+    parser.add_argument("--new-tokens", type=whole_number(2, 1 << 20), default=128, help="tokens generated per run (default 128)")
+    parser.add_argument("--runs", type=whole_number(1, 1000), default=3,
+                        help="timed runs after one warm-up (default 3)")
     parser.add_argument("--threads", type=whole_number(0, 1024), default=None,
                         help=f"compute threads (default: this machine's {os.cpu_count()} cores; 0: as the bundle "
                              "sets them, or the runtime's own default where it sets none)")

@@ -5,6 +5,7 @@ it is generated from CHAT_FIELDS and COMPLETION_FIELDS here, so the two cannot d
 """
 
 import json
+import re
 
 from .errors import ApiError, ShimError
 from .generation import LogprobRecorder
@@ -13,6 +14,10 @@ from .runtime import LOGITS, PENALIZE, Constraint, Sampling
 from .tools import ToolRequest, history_tool_calls
 
 MAX_STOPS = 4
+# Objects and arrays inside one another: far more than any real request, and far less than Python's
+# recursion limit, which every later step that walks a value (schema checks, templates, json.dumps) is under.
+MAX_JSON_DEPTH = 64
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads makes one of "\\ud800"; UTF-8 cannot carry it
 # Field -> what the server does with it. Extensions beyond OpenAI's API are marked so.
 SAMPLING_FIELDS = {
     "model": "any name: the server runs one model, which answers to every name",
@@ -117,7 +122,7 @@ def parse_messages(body):
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None
-        if role not in MESSAGE_FIELDS:
+        if not isinstance(role, str) or role not in MESSAGE_FIELDS:
             raise ApiError(400, f"{where}.role must be one of {', '.join(MESSAGE_FIELDS)}", f"{where}.role")
         unknown = sorted(set(message) - MESSAGE_FIELDS[role] - {"role"})
         if unknown:
@@ -128,6 +133,7 @@ def parse_messages(body):
                 "content": text_content(message.get("content"), f"{where}.content", allow_none=bool(calls))}
         if calls is not None:
             turn["tool_calls"] = history_tool_calls(calls, f"{where}.tool_calls")
+            check_json(turn["tool_calls"], f"{where}.tool_calls")  # arguments parsed from their JSON text
         if role == "tool":
             if not isinstance(message.get("tool_call_id"), str) or not message["tool_call_id"]:
                 raise ApiError(400, f"{where}: a tool message needs the tool_call_id it answers", f"{where}.tool_call_id")
@@ -163,6 +169,8 @@ def response_constraint(body):
 class GenerationRequest:
     """A validated request for either endpoint, encoded by the runtime and ready to run."""
 
+    prompt_field = "messages"
+
     def __init__(self, runtime, stream, include_usage, stops, logprobs_top, constraint, prompt_ids, body,
                  max_default=None):
         self.runtime = runtime
@@ -171,14 +179,14 @@ class GenerationRequest:
         self.prompt_ids, self.prompt_tokens = prompt_ids, len(prompt_ids)
         if self.prompt_tokens > runtime.max_prompt_tokens:
             raise ApiError(400, f"the prompt is {self.prompt_tokens} tokens; this model takes at most "
-                                f"{runtime.max_prompt_tokens} (context {runtime.context_length})", "messages",
+                                f"{runtime.max_prompt_tokens} (context {runtime.context_length})", self.prompt_field,
                            "context_length_exceeded")
         if not prompt_ids:
-            raise ApiError(400, "the prompt is empty", "prompt")
+            raise ApiError(400, "the prompt is empty", self.prompt_field)
         if number(body, "n", 1, 1, 1, int) != 1:
             raise ApiError(400, "only n = 1 is supported", "n")
-        requested = body.get("max_completion_tokens", body.get("max_tokens", max_default))
-        requested = number({"max_tokens": requested}, "max_tokens", 1, 10**9, None, int)
+        limit = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+        requested = number(body, limit, 1, 10**9, max_default, int)
         room = runtime.context_length - self.prompt_tokens
         penalties = {name: number(body, name, -2.0, 2.0, 0.0) for name in ("presence_penalty", "frequency_penalty")}
         for name, value in penalties.items():
@@ -203,7 +211,9 @@ class GenerationRequest:
             return self.runtime.start(self.prompt_ids, self.sampling, {LOGITS} if self.logprobs_top is not None
                                       else frozenset())
         except ShimError as e:
-            raise ApiError(400, str(e), "response_format" if isinstance(e, SchemaError) else None) from None
+            constraint = self.sampling.constraint
+            grammar = "tools" if constraint is not None and constraint.tool_calls else "response_format"
+            raise ApiError(400, str(e), grammar if isinstance(e, SchemaError) else None) from None
 
 
 def common_stream_fields(body):
@@ -242,6 +252,8 @@ class ChatRequest(GenerationRequest):
 
 
 class CompletionRequest(GenerationRequest):
+    prompt_field = "prompt"
+
     def __init__(self, body, runtime):
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
@@ -256,6 +268,9 @@ class CompletionRequest(GenerationRequest):
         elif isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
                                                          for t in prompt):
             ids = list(prompt)
+            if runtime.vocab_size is not None and max(ids) >= runtime.vocab_size:
+                raise ApiError(400, f"'prompt' holds the token id {max(ids)}; this model's ids are 0 to "
+                                    f"{runtime.vocab_size - 1}", "prompt")
         else:
             raise ApiError(400, "'prompt' must be a string, a list of one string, or a list of token ids", "prompt")
         top = number(body, "logprobs", 0, 5, None, int)
@@ -269,6 +284,33 @@ def decode_body(raw):
     except UnicodeDecodeError as e:
         raise ApiError(400, f"the request body is not UTF-8 (byte {e.start})") from None
     try:
-        return json.loads(text)
+        body = json.loads(text)
     except ValueError as e:
         raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, f"the request body is nested more than {MAX_JSON_DEPTH} deep") from None
+    check_json(body)
+    return body
+
+
+def check_json(value, where=""):
+    """Refuse what json.loads takes but no later step should get, naming the place: objects and arrays nested
+    past MAX_JSON_DEPTH, and text holding a lone UTF-16 surrogate ("\\ud800" in the JSON), which no
+    tokenizer can encode."""
+    stack = [(value, where, 0)]
+    while stack:
+        here, place, depth = stack.pop()
+        if isinstance(here, str):
+            found = LONE_SURROGATE.search(here)
+            if found:
+                raise ApiError(400, f"{place or 'the request body'}: a lone UTF-16 surrogate "
+                                    f"(\\u{ord(found.group()):04x}) is not text", place or None)
+        elif isinstance(here, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise ApiError(400, f"{place or 'the request body'}: nested more than {MAX_JSON_DEPTH} deep",
+                               place or None)
+            for key, item in here.items() if isinstance(here, dict) else enumerate(here):
+                inner = f"{place}[{key}]" if isinstance(here, list) else f"{place}.{key}" if place else key
+                if isinstance(here, dict) and LONE_SURROGATE.search(key):
+                    raise ApiError(400, f"{inner!r}: a key with a lone UTF-16 surrogate is not text", inner)
+                stack.append((item, inner, depth + 1))

@@ -22,6 +22,15 @@ from .runtime import ITEM_SEPARATOR, KEY_SEPARATOR
 JSON_TYPES = ("string", "integer", "number", "boolean", "null", "object", "array")
 ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$schema", "$id", "$comment",
                          "deprecated", "readOnly", "writeOnly"})
+# The most items an array's minItems or maxItems may ask for. A grammar holds a rule per item up to the bound:
+# llguidance, asked for minItems 10**9, allocated until the process was killed (10**7 already took 1.7 GB and
+# 7 s). No answer that fits a context has more items than this.
+MAX_ITEMS = 10_000
+# Where JSON Schema keeps sub-schemas: an object of them, one, or a non-empty list of them.
+SCHEMA_OBJECTS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
+SCHEMA_VALUES = ("items", "additionalProperties", "additionalItems", "contains", "not", "if", "then", "else",
+                 "propertyNames", "unevaluatedItems", "unevaluatedProperties")
+SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 EBNF_KEYWORDS = frozenset({"type", "enum", "const", "properties", "required", "additionalProperties", "items",
                            "minItems", "maxItems", "minLength", "maxLength", "anyOf", "oneOf", "$ref", "$defs",
                            "definitions"}) | ANNOTATIONS
@@ -42,20 +51,21 @@ def check_schema(schema, where):
                  else [kind]):
         if name not in JSON_TYPES:
             raise SchemaError(f"{where}.type: {name!r} is not a JSON Schema type ({', '.join(JSON_TYPES)})")
-    properties = schema.get("properties", {})
-    if not isinstance(properties, dict):
-        raise SchemaError(f"{where}.properties must be an object of schemas")
-    for name, sub in properties.items():
-        check_schema(sub, f"{where}.properties.{name}")
+    for key in SCHEMA_OBJECTS:  # every sub-schema is checked, so no limit is escaped by a $ref to $defs
+        subs = schema.get(key, {})
+        if not isinstance(subs, dict):
+            raise SchemaError(f"{where}.{key} must be an object of schemas")
+        for name, sub in subs.items():
+            check_schema(sub, f"{where}.{key}.{name}")
     required = schema.get("required", [])
     if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
         raise SchemaError(f"{where}.required must be a list of property names")
-    for key in ("items", "additionalProperties"):
+    for key in SCHEMA_VALUES:
         if key in schema and not isinstance(schema[key], (dict, bool)):
             raise SchemaError(f"{where}.{key} must be a schema")
         if isinstance(schema.get(key), dict):
             check_schema(schema[key], f"{where}.{key}")
-    for key in ("anyOf", "oneOf", "allOf"):
+    for key in SCHEMA_LISTS:
         if key in schema:
             if not isinstance(schema[key], list) or not schema[key]:
                 raise SchemaError(f"{where}.{key} must be a non-empty list of schemas")
@@ -64,6 +74,11 @@ def check_schema(schema, where):
     for key in ("minItems", "maxItems", "minLength", "maxLength"):
         if key in schema and (isinstance(schema[key], bool) or not isinstance(schema[key], int) or schema[key] < 0):
             raise SchemaError(f"{where}.{key} must be a non-negative integer")
+    for key in ("minItems", "maxItems"):
+        if schema.get(key, 0) > MAX_ITEMS:
+            raise SchemaError(f"{where}.{key}: at most {MAX_ITEMS} (no answer that fits the context has more items)")
+    if "$ref" in schema and not isinstance(schema["$ref"], str):
+        raise SchemaError(f"{where}.$ref must be a string")
     if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
         raise SchemaError(f"{where}.enum must be a non-empty list")
 

@@ -51,6 +51,8 @@ class OpenVinoRuntime(Runtime):
         self.context_length = config["context_length"]
         self.max_prompt_tokens = config["max_prompt_tokens"]
         self.eos_token_ids = end_tokens(bundle_dir, self.tokenizer)
+        if os.path.exists(os.path.join(bundle_dir, "config.json")):  # Optimum writes it next to the IR
+            self.vocab_size = read_json(bundle_dir, "config.json").get("vocab_size")
         self._pipeline = None
         self._request = None
 

@@ -50,6 +50,7 @@ class OrtGenaiRuntime(Runtime):
         self.max_prompt_tokens = self.context_length - 1
         eos = genai["model"]["eos_token_id"]  # what the runtime's tokenizer and search stop on
         self.eos_token_ids = tuple([eos] if isinstance(eos, int) else eos)
+        self.vocab_size = genai["model"].get("vocab_size")
 
     @property
     def tokenizer(self):
@@ -127,7 +128,10 @@ def guidance(constraint):
     """(kind, grammar) for GeneratorParams.set_guidance."""
     if not constraint.tool_calls:
         schema = constraint.schema if isinstance(constraint.schema, dict) else {}
-        return "json_schema", json.dumps({**schema, "x-guidance": {**schema.get("x-guidance", {}), **JSON_OPTIONS}})
+        options = schema.get("x-guidance", {})
+        if not isinstance(options, dict):
+            raise SchemaError("response_format.json_schema.schema.x-guidance: llguidance's options are an object")
+        return "json_schema", json.dumps({**schema, "x-guidance": {**options, **JSON_OPTIONS}})
     bodies = [{**constraint.call_schema(name, parameters), "x-guidance": JSON_OPTIONS}
               for name, parameters in constraint.functions]
     rules = [f"body{i}: %json {json.dumps(body)}" for i, body in enumerate(bodies)]

@@ -119,6 +119,7 @@ class Runtime:
         self.context_length = 0
         self.max_prompt_tokens = 0
         self.eos_token_ids = ()
+        self.vocab_size = None  # the model's token ids are 0 to vocab_size - 1 (None: unknown)
         self.inference_precision = "float32"
 
     def load(self):

@@ -24,6 +24,8 @@ from .generation import ThinkingSplitter, generate
 from .security import Guard, HeadReader, HeadTooLarge, check_exposure, load_api_key
 
 CHECK_CLIENT_EVERY = 8  # tokens between checks that a non-streaming client is still connected
+# What a log line shows escaped: control characters from a request line (a path can carry terminal escapes).
+LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))}
 
 
 class Server:
@@ -117,7 +119,17 @@ class Listener(ThreadingHTTPServer):
 
 def log(app, line):
     if not app.args.quiet:
-        sys.stderr.write(line + "\n")
+        sys.stderr.write(line.translate(LOG_ESCAPES) + "\n")
+
+
+def content_length(headers):
+    """The request's Content-Length in bytes, or None when it is missing or not a whole number (int() alone
+    takes "²" and refuses a 5000-digit number with ValueError). Past 18 digits it is over any limit."""
+    digits = (headers.get("Content-Length") or "").strip()
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else 10**18
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -125,6 +137,7 @@ class Handler(BaseHTTPRequestHandler):
     shutdown or a connection slot)."""
 
     server_version = "edgeqwen-shim"
+    default_request_version = "HTTP/1.0"  # so an answer to a broken request line has a status line too
 
     @property
     def app(self):
@@ -162,6 +175,21 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error_body(ApiError(431, "the request line and headers are too large (at most 16 KiB "
                                                "in 64 lines)", code="headers_too_large"))
 
+    def parse_request(self):
+        # HTTP/0.9 (a request line without a version, or one that says so) is answered with no status line
+        # and no headers: it is refused in HTTP/1.0 instead.
+        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        if len(line.split()) == 2:
+            self.requestline = line
+            self.send_error(400, "the request line has no HTTP version (HTTP/0.9 is not supported)")
+            return False
+        if not super().parse_request():
+            return False
+        if int(self.request_version[5:].split(".")[0]) < 1:  # http.server checked it is HTTP/digits.digits
+            self.send_error(505, f"{line.split()[-1]} is not supported: send HTTP/1.0 or HTTP/1.1")
+            return False
+        return True
+
     def log_message(self, fmt, *values):
         log(self.app, f"{self.client_address[0]} {fmt % values}")
 
@@ -185,6 +213,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def send_error_body(self, error):
+        if self.request_version == "HTTP/0.9":  # a request line said so: http.server would send no status line
+            self.request_version = self.default_request_version
         headers = [("Retry-After", "1")] if error.status in (429, 503) else []
         if error.status == 401:
             headers.append(("WWW-Authenticate", "Bearer"))
@@ -273,22 +303,25 @@ class Handler(BaseHTTPRequestHandler):
     def drain(self):
         """Read a refused request's body, if it was not read: closing a socket with unread input resets the
         connection, and the client would see a network error instead of the answer."""
-        length = self.headers.get("Content-Length", "")
-        if not getattr(self, "body_read", False) and length.isdigit() and int(length) <= self.app.args.max_body_bytes:
+        length = content_length(self.headers)
+        if not getattr(self, "body_read", False) and length and length <= self.app.args.max_body_bytes:
             try:
-                self.rfile.read(int(length))
+                self.rfile.read(length)
             except OSError:
                 pass
 
     def read_body(self):
         self.body_read = True
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        length = content_length(self.headers)
+        if length is None and self.headers.get("Content-Length") is None:
             raise ApiError(411, "a Content-Length header is required")
-        if int(length) > self.app.args.max_body_bytes:
-            raise ApiError(413, f"the request body is {length} bytes; the limit is {self.app.args.max_body_bytes}")
-        raw = self.rfile.read(int(length))
-        if len(raw) < int(length):
+        if length is None:
+            raise ApiError(400, "Content-Length must be a whole number of bytes", code="invalid_content_length")
+        if length > self.app.args.max_body_bytes:
+            size = f"{length} bytes" if length < 10**18 else "over 10^18 bytes"
+            raise ApiError(413, f"the request body is {size}; the limit is {self.app.args.max_body_bytes}")
+        raw = self.rfile.read(length)
+        if len(raw) < length:
             raise ApiError(400, "the request body ended before its Content-Length")
         return decode_body(raw)
 

@@ -120,7 +120,7 @@ def history_tool_calls(calls, where):
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
                 raise ApiError(400, f"{here}.function.arguments is not valid JSON", f"{here}.function.arguments") \
                     from None
         rendered.append({"type": "function", "function": {"name": function["name"], "arguments": arguments}})
