@@ -18,6 +18,7 @@ problem is reported with the file and field it is in:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
@@ -217,18 +218,29 @@ def tokenizer_problems(folder: Path, vocab_size: int) -> list[str]:
     if missing:
         raise ModelError(f"{folder}: missing tokenizer file(s) {', '.join(missing)}; the bundle needs Qwen's "
                          "tokenizer")
-    tokenizer = read_json_file(folder / "tokenizer.json", "a Hugging Face tokenizer.json")
     read_json_file(folder / "tokenizer_config.json", "a Hugging Face tokenizer_config.json")
+    path = folder / "tokenizer.json"
+    stat = path.stat()
+    largest = largest_token_id(str(path), stat.st_size, stat.st_mtime_ns)
+    if largest is None:
+        return [f"{path}: no vocabulary in it"]
+    if largest >= vocab_size:
+        return [f"{path}: token id {largest} is beyond the model's embedding table (vocab_size = {vocab_size}); "
+                "the tokenizer belongs to another model"]
+    return []
+
+
+@functools.lru_cache(maxsize=16)
+def largest_token_id(path: str, size: int, mtime_ns: int) -> int | None:
+    """The largest id in a tokenizer.json (None: no vocabulary). Memoized by the file's path, size and mtime:
+    parsing Qwen's 7 MB file takes a few tenths of a second, and the quality ladder resolves a build once per
+    rung."""
+    tokenizer = read_json_file(Path(path), "a Hugging Face tokenizer.json")
     vocab = (tokenizer.get("model") or {}).get("vocab")
     ids = list(vocab.values()) if isinstance(vocab, dict) else []
     ids += [t.get("id") for t in tokenizer.get("added_tokens") or [] if isinstance(t, dict)]
     ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
-    if not ids:
-        return [f"{folder / 'tokenizer.json'}: no vocabulary in it"]
-    if max(ids) >= vocab_size:
-        return [f"{folder / 'tokenizer.json'}: token id {max(ids)} is beyond the model's embedding table "
-                f"(vocab_size = {vocab_size}); the tokenizer belongs to another model"]
-    return []
+    return max(ids) if ids else None
 
 
 def check_checkpoint(folder: Path, config: dict) -> tuple[tuple[Path, ...], dict[str, dict]]:

@@ -8,6 +8,7 @@ report so a figure can be traced to the exact text it was measured on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -26,11 +27,19 @@ class EvalDataError(EdgeqwenError):
     """The evaluation text cannot be read."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EvalData:
     source: str
     sha256: str
     records: tuple[dict, ...]  # {"text": ...} or {"messages": [...]}
+
+    # The records are read from the file's bytes (its sha256) as its name says (.txt or .jsonl): those two
+    # identify them, and make an EvalData usable as a memo key.
+    def __eq__(self, other):
+        return isinstance(other, EvalData) and (self.source, self.sha256) == (other.source, other.sha256)
+
+    def __hash__(self):
+        return hash((self.source, self.sha256))
 
 
 def load_eval_data(
@@ -119,17 +128,28 @@ def token_windows(tokenizer, data: EvalData, max_tokens: int, window: int) -> li
     return [stream[i : i + window] for i in range(0, len(stream), window) if len(stream[i : i + window]) >= 2]
 
 
-def check_enough_tokens(data: EvalData, tokenizer_file: Path, option: str = "--eval-data") -> None:
-    """Refuse, before any conversion, text too short to measure drift on (the model's own tokenizer counts it;
-    chat records count their contents only, a lower bound of what their template renders)."""
+@functools.lru_cache(maxsize=16)
+def counted_tokens(data: EvalData, tokenizer_file: str, size: int, mtime_ns: int) -> int:
+    """Tokens of `data` up to MIN_EVAL_TOKENS. Memoized by the text's sha256 and the tokenizer file's path, size and
+    mtime: loading Qwen's tokenizer takes a few tenths of a second, and the quality ladder resolves once per rung."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer = Tokenizer.from_file(tokenizer_file)
     count = 0
     for record in data.records:
         texts = [m["content"] for m in record["messages"]] if "messages" in record else [record["text"]]
         count += sum(len(tokenizer.encode(text).ids) for text in texts) + (1 if "text" in record else 0)
         if count >= MIN_EVAL_TOKENS:
-            return
+            break
+    return count
+
+
+def check_enough_tokens(data: EvalData, tokenizer_file: Path, option: str = "--eval-data") -> None:
+    """Refuse, before any conversion, text too short to measure drift on (the model's own tokenizer counts it;
+    chat records count their contents only, a lower bound of what their template renders)."""
+    stat = tokenizer_file.stat()
+    count = counted_tokens(data, str(tokenizer_file), stat.st_size, stat.st_mtime_ns)
+    if count >= MIN_EVAL_TOKENS:
+        return
     raise EvalDataError(f"{option} {data.source}: only {count} tokens of text; the drift gate needs at least "
                         f"{MIN_EVAL_TOKENS}")
