@@ -32,7 +32,7 @@ QWEN_VOCAB = 151936
 # (`make test-slow` sets HYPOTHESIS_PROFILE=ci). No deadline: a 2-core machine under load is not a bug.
 settings.register_profile("default", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-settings.register_profile("ci", parent=settings.get_profile("default"), max_examples=300)
+settings.register_profile("ci", parent=settings.get_profile("default"), max_examples=150)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
