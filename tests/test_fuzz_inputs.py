@@ -73,27 +73,22 @@ RECIPE = tomllib.loads(load_recipe("qwen3").path.read_text())
 RUNG = tomllib.loads(load_rung("nncf-int4-awq").path.read_text())
 
 
-@given(st.one_of(mutated(TARGET), mutated(NPU_TARGET), toml_values))
-def test_target_profiles(data):
+# Each schema with the files it is fuzzed from, and the error it may raise.
+SCHEMAS = {
+    "target": (TargetProfile, ProfileError, (TARGET, NPU_TARGET)),
+    "recipe": (Recipe, RecipeError, (RECIPE,)),
+    "rung": (Rung, RecipeError, (RUNG,)),
+}
+
+
+@pytest.mark.parametrize("kind", SCHEMAS)
+@given(data=st.data())
+def test_profiles_recipes_and_rungs(kind, data):
+    schema, error, originals = SCHEMAS[kind]
+    value = data.draw(st.one_of(*(mutated(original) for original in originals), toml_values))
     try:
-        from_dict(TargetProfile, data, path=Path("fuzz.toml"), error_cls=ProfileError)
-    except ProfileError:
-        pass
-
-
-@given(st.one_of(mutated(RECIPE), toml_values))
-def test_recipes(data):
-    try:
-        from_dict(Recipe, data, path=Path("fuzz.toml"), error_cls=RecipeError)
-    except RecipeError:
-        pass
-
-
-@given(st.one_of(mutated(RUNG), toml_values))
-def test_rungs(data):
-    try:
-        from_dict(Rung, data, path=Path("fuzz.toml"), error_cls=RecipeError)
-    except RecipeError:
+        from_dict(schema, value, path=Path("fuzz.toml"), error_cls=error)
+    except error:
         pass
 
 
