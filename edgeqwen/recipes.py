@@ -62,6 +62,13 @@ class NncfOverrides:
 
 
 @dataclass(frozen=True)
+class QnnOverrides:
+    """Options only the Qualcomm NPU backend (onnxruntime-qnn targets) has; other targets ignore them."""
+
+    rotate: Optional[bool] = None  # QuaRot: Hadamard rotations of the weights before GPTQ
+
+
+@dataclass(frozen=True)
 class DriftOverrides:
     max_ppl_ratio: Optional[float] = None
     max_mean_kld: Optional[float] = None
@@ -79,6 +86,7 @@ class Recipe:
     model_types: tuple[str, ...]
     quantization: QuantizationOverrides = QuantizationOverrides()
     nncf: NncfOverrides = NncfOverrides()
+    qnn: QnnOverrides = QnnOverrides()
     drift: DriftOverrides = DriftOverrides()
     path: Path = field(default=Path(), compare=False, metadata={"internal": True})
 

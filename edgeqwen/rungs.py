@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeqwen.errors import RecipeError
-from edgeqwen.recipes import NncfOverrides, QuantizationOverrides, Recipe, recipes_dir
+from edgeqwen.recipes import NncfOverrides, QnnOverrides, QuantizationOverrides, Recipe, recipes_dir
 from edgeqwen.schema import load_named
 
 
@@ -24,6 +24,7 @@ class Rung:
     model_types: tuple[str, ...]
     quantization: QuantizationOverrides = QuantizationOverrides()
     nncf: NncfOverrides = NncfOverrides()
+    qnn: QnnOverrides = QnnOverrides()
     effort: int = 0  # among rungs of the same estimated size, the cheaper build is tried first
     path: Path = field(default=Path(), compare=False, metadata={"internal": True})
 
@@ -60,4 +61,5 @@ def apply_rung(recipe: Recipe, rung: Rung) -> Recipe:
         name=f"{recipe.name}+{rung.name}",
         quantization=overlay(recipe.quantization, rung.quantization),
         nncf=overlay(recipe.nncf, rung.nncf),
+        qnn=overlay(recipe.qnn, rung.qnn),
     )

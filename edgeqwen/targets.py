@@ -31,6 +31,8 @@ MAX_CONTEXT_LENGTH = 1 << 20  # beyond every Qwen's max_position_embeddings
 MAX_THREADS = 1024
 # MatMulNBits accuracy_level: 0 = unset, 1 = fp32, 2 = fp16, 3 = bf16, 4 = int8 activations.
 ACCURACY_LEVELS = (0, 1, 2, 3, 4)
+# Prompt windows a static NPU pipeline takes (Olive's StaticLLM context_length; olive-recipes use 64).
+NPU_WINDOWS = (32, 64, 128, 256)
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,33 @@ class DeviceCheck:
     qemu_cpu: str = ""
     cpu_part: str = ""
     cpu_features: str = ""
+    # A vendor simulator of the device's accelerator, run on this host instead of QEMU (the accelerator is
+    # what the bundle runs on; an emulated CPU would not run it): "qnn-htp", the Hexagon HTP simulator.
+    simulator: Literal["", "qnn-htp"] = ""
 
     def __post_init__(self):
+        if self.qemu_cpu and self.simulator:
+            raise ValueError("qemu_cpu and simulator are both set: the device check runs one of them")
         if self.qemu_cpu and not (self.cpu_part and self.cpu_features):
             raise ValueError("qemu_cpu is set: cpu_part and cpu_features (the core's /proc/cpuinfo) are needed too")
+
+
+@dataclass(frozen=True)
+class Npu:
+    """A Qualcomm NPU's build facts (the [npu] table; onnxruntime-qnn targets only).
+
+    `soc_model` is QNN's number for the chip, which its context binaries are compiled for; `window` is
+    how many prompt tokens the HTP takes per run (the static model's sequence length).
+    """
+
+    soc_model: int = 0
+    window: int = 0
+
+    def __post_init__(self):
+        if self.soc_model and not 1 <= self.soc_model <= 1000:
+            raise ValueError(f"soc_model = {self.soc_model}: expected QNN's SoC number (60: Snapdragon X Elite)")
+        if self.window and self.window not in NPU_WINDOWS:
+            raise ValueError(f"window = {self.window}: expected one of {NPU_WINDOWS} tokens")
 
 
 @dataclass(frozen=True)
@@ -178,10 +203,11 @@ class TargetProfile:
     limits: Limits
     drift: DriftBudget
     device_check: DeviceCheck = DeviceCheck()
+    npu: Npu = Npu()
     path: Path = field(default=Path(), compare=False, metadata={"internal": True})
 
     def __post_init__(self):
-        if self.hardware.cpu_arch == "arm64" and not self.device_check.qemu_cpu:
+        if self.hardware.cpu_arch == "arm64" and not (self.device_check.qemu_cpu or self.device_check.simulator):
             raise ValueError("cpu_arch = 'arm64': the device check needs [device_check] qemu_cpu, cpu_part and "
                              "cpu_features (the core QEMU emulates and what its /proc/cpuinfo says)")
 

@@ -25,6 +25,7 @@ __all__ = ["Backend", "BACKENDS", "CONTEXT_BINARY", "DECODER", "EMBEDDINGS", "LM
 BACKENDS = (
     "edgeqwen.backends.ort_genai:OrtGenaiBackend",
     "edgeqwen.backends.openvino:OpenVinoBackend",
+    "edgeqwen.backends.qnn:QnnBackend",
 )
 
 

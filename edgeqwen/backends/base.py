@@ -69,6 +69,11 @@ class Backend(ABC):
     def accuracy_suggestions(self, plan: BuildPlan) -> list[str]:
         """What would recover accuracy when the drift gate refuses, most size-efficient first."""
 
+    def drift_devices(self, plan: BuildPlan) -> tuple[str, ...]:
+        """Where the drift gate runs the bundle on this host: the first device's figures are gated, the
+        others' reported beside them. A CPU for every engine whose accelerator is not here."""
+        return ("cpu",)
+
     def options_summary(self, plan: BuildPlan) -> str:
         """The engine options worth telling a person, as a clause for the README's precision line."""
         return ""

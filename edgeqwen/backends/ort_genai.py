@@ -92,7 +92,7 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     if q.weights == "int4" and options.algorithm == "gptq":
         passes["gptq"] = {"type": "Gptq", "bits": 4, "group_size": q.block_size, "sym": q.symmetric,
                           "data_config": "calibration"}
-        extra["data_configs"] = [gptq_data_config(model_dir, work_dir)]
+        extra["data_configs"] = [calibration_data_config("calibration", model_dir, work_dir)]
     elif q.weights == "int4" and options.algorithm == "rtn":
         # Not the builder's own RTN: that one exports every layer in FP32 and quantizes the whole graph
         # at the end, holding the model three times over (6.9 GB peak in `olive run` for the Qwen2.5-0.5B
@@ -144,15 +144,17 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     }
 
 
-def gptq_data_config(model_dir: Path, work_dir: Path) -> dict:
-    """Olive's data config for GPTQ: our own loader over the calibration texts `convert` writes."""
+def calibration_data_config(name: str, model_dir: Path, work_dir: Path, block_tokens: int = GPTQ_BLOCK_TOKENS,
+                            blocks: int = GPTQ_BLOCKS) -> dict:
+    """An Olive data config over the calibration texts `write_calibration` writes (our own loader): `blocks`
+    blocks of `block_tokens` tokens, for GPTQ here and for the QNN backend's activation ranges too."""
     return {
-        "name": "calibration",
+        "name": name,
         "type": "DataContainer",
         "user_script": str(Path(__file__).with_name("olive_calibration.py")),
         "load_dataset_config": {"type": "edgeqwen_calibration", "data_files": str(work_dir / CALIBRATION_FILE),
-                                "model_name": str(model_dir), "max_seq_len": GPTQ_BLOCK_TOKENS,
-                                "max_samples": GPTQ_BLOCKS},
+                                "model_name": str(model_dir), "max_seq_len": block_tokens,
+                                "max_samples": blocks},
         "dataloader_config": {"batch_size": 1},
     }
 
@@ -170,15 +172,16 @@ def write_calibration(plan: BuildPlan, work_dir: Path) -> dict | None:
             "blocks": f"up to {GPTQ_BLOCKS} x {GPTQ_BLOCK_TOKENS} tokens"}
 
 
-def run_olive(config: dict, work_dir: Path) -> Path:
-    """Run the workflow in a child process; return the folder holding the output model."""
-    config_path = work_dir / "olive_config.json"
+def run_olive(config: dict, work_dir: Path, name: str = "olive") -> Path:
+    """Run the workflow in a child process; return the folder holding the output model. `name` names its
+    config and log files in the work folder (a backend may run Olive more than once)."""
+    config_path = work_dir / f"{name}_config.json"
     config_path.write_text(json.dumps(config, indent=2))
-    log_path = work_dir / "olive.log"
+    log_path = work_dir / f"{name}.log"
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "olive", "run", "--config", str(config_path), "--disable_telemetry"]
     pass_names = list(config["passes"])
-    with tqdm(total=len(pass_names), desc="  olive passes", unit="pass", leave=False) as bar:
+    with tqdm(total=len(pass_names), desc=f"  {name} passes", unit="pass", leave=False) as bar:
 
         def progress(line: str) -> None:
             started = re.search(r"Running pass (\w+):", line)
@@ -189,11 +192,21 @@ def run_olive(config: dict, work_dir: Path) -> Path:
 
         returncode = run_logged(command, log_path, env, progress)
     if returncode != 0:
-        raise BuildError(f"Olive failed (exit {returncode}); last lines of {log_path}:\n{tail(log_path)}")
+        failed = failed_pass(log_path, pass_names)
+        raise BuildError(f"Olive failed (exit {returncode}){failed}; last lines of {log_path}:\n{tail(log_path)}")
     output = Path(config["output_dir"])
     if not (output / "genai_config.json").is_file():
         raise BuildError(f"Olive finished but wrote no model to {output}; see {log_path}:\n{tail(log_path)}")
     return output
+
+
+def failed_pass(log_path: Path, pass_names: list[str]) -> str:
+    """", in pass NAME (TYPE)" for the last pass the log shows started and not finished, or ""."""
+    text = log_path.read_text(errors="replace")
+    started = re.findall(r"Running pass (\w+):(\w+)", text)
+    finished = set(re.findall(r"Pass (\w+):\w+ finished", text))
+    open_passes = [(name, kind) for name, kind in started if name not in finished and name in pass_names]
+    return f" in pass {open_passes[-1][0]} ({open_passes[-1][1]})" if open_passes else ""
 
 
 def finish_model(plan: BuildPlan, olive_output: Path, out_dir: Path) -> dict:

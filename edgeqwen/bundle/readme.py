@@ -43,7 +43,7 @@ Bundle size: {bundle_bytes / MB:.1f} MB.
 
 ## Install the runtime (once)
 
-The runtime is one pip requirement, `{requirement}`; these are the ways to get it onto the device.
+The runtime is `pip install {requirement}`; these are the ways to get it onto the device.
 
 {installs}{device_notes}
 ## Run it three ways

@@ -23,7 +23,7 @@ from edgeqwen import shim
 from edgeqwen.errors import EdgeqwenError
 
 SHIM_PACKAGE = Path(shim.__file__).parent
-RUNTIME_MODULES = frozenset({"onnxruntime_genai", "openvino", "openvino_genai", "numpy"})
+RUNTIME_MODULES = frozenset({"onnxruntime_genai", "onnxruntime_qnn", "openvino", "openvino_genai", "numpy"})
 BANNER = "# " + "-" * 70
 
 

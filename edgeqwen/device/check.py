@@ -75,11 +75,14 @@ def not_run(target: str, reason: str) -> DeviceCheck:
                         "not_run": [{"what": "the whole device check", "reason": reason}]})
 
 
-def accelerator_not_run(plan: BuildPlan) -> list[dict]:
+def accelerator_not_run(plan: BuildPlan, target: TargetProfile) -> list[dict]:
     """What an emulator or this host cannot stand in for: the bundle's accelerator."""
     if plan.device == "cuda":
         absent = cuda_absent()
         return [{"what": "the CUDA execution provider", "reason": absent}] if absent else []
+    if plan.device == "npu" and target.device_check.simulator:
+        return [{"what": "the NPU", "reason": "no Snapdragon NPU here; its numerics ran on the Hexagon HTP "
+                 "simulator (onnxruntime-qnn), which says nothing of its speed or its driver"}]
     if plan.device == "npu":
         return [{"what": "the NPU", "reason": "no NPU here, and an NPU cannot be emulated; the IR ran on the CPU device"}]
     if plan.device == "gpu":
@@ -117,14 +120,15 @@ def run_check(bundle_dir: Path, plan: BuildPlan, target: TargetProfile, model_di
     parts["server"] = check_server(environment, shim, device_args)
     seconds["server"] = time.monotonic() - started
     started = time.monotonic()
-    parts.update(check_drift(environment, bundle_dir, plan, model_dir, eval_data, eval_tokens, reference_memo))
+    parts.update(check_drift(environment, bundle_dir, plan, model_dir, eval_data, eval_tokens, reference_memo,
+                             worker_device=path.run_device or "cpu"))
     seconds["drift"] = time.monotonic() - started
     if plan.device == "cuda" and cuda_absent() is None:
         started = time.monotonic()
         parts.update(check_cuda(bundle_dir, plan, model_dir, eval_data, eval_tokens, reference_memo))
         seconds["cuda"] = time.monotonic() - started
 
-    missing = accelerator_not_run(plan)
+    missing = accelerator_not_run(plan, target)
     failed = [name for name, part in parts.items() if part["status"] != "passed"]
     status = "failed" if failed else ("partial" if missing else "passed")
     report = {

@@ -77,6 +77,11 @@ def prepare(target: TargetProfile, requirement: str) -> Environment:
     """The environment for `target` with `requirement` installed: made once, then taken from the cache."""
     host = HOST_ARCH.get(platform.machine(), platform.machine())
     arch = target.hardware.cpu_arch
+    if target.device_check.simulator:
+        if host != "x86_64":
+            raise DeviceCheckError(f"target {target.name!r} is checked on the {target.device_check.simulator} "
+                                   f"simulator, which runs on x86-64 Linux; this host is {host}")
+        return native(host, requirement)
     if arch == host:
         return native(arch, requirement)
     if arch == "arm64" and host == "x86_64":
@@ -126,7 +131,7 @@ def native(arch: str, requirement: str) -> Environment:
     def make(staging: Path) -> None:
         venv.create(staging / "venv", with_pip=True, symlinks=True)
         python = staging / "venv" / "bin" / "python"
-        run_setup([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", requirement],
+        run_setup([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirement.split()],
                   f"installing {requirement} into a fresh virtualenv")
 
     made_once(folder, make)

@@ -45,6 +45,8 @@ def install_paths(plan: BuildPlan, target: TargetProfile) -> list[InstallPath]:
     pip = (f"pip install {requirement}",)
     if plan.device == "cuda":
         return [jetson_cpu_path(cpu_requirement), jetson_cuda_path(requirement)]
+    if target.device_check.simulator == "qnn-htp":
+        return qnn_paths(requirement, cpu_requirement)
     if target.hardware.os == "android":
         return [termux_path(requirement), android_app_path(requirement)]
     if target.hardware.cpu_arch == "arm64":
@@ -57,6 +59,26 @@ def install_paths(plan: BuildPlan, target: TargetProfile) -> list[InstallPath]:
             InstallPath("windows", "Windows (PowerShell)",
                         ("py -m venv $HOME\\qwen-env; & $HOME\\qwen-env\\Scripts\\Activate.ps1",) + pip,
                         requirement, run_device, False, "The same runtime from PyPI's Windows wheels.")]
+
+
+def qnn_paths(requirement: str, cpu_requirement: str) -> list[InstallPath]:
+    """A Snapdragon laptop (Windows on Arm) runs the bundle on its NPU; where bundles are built, the device check
+    runs it on the Hexagon HTP simulator that onnxruntime-qnn's x86-64 Linux wheel carries."""
+    windows_venv = ("py -m venv $HOME\\qwen-env; & $HOME\\qwen-env\\Scripts\\Activate.ps1",)
+    return [
+        InstallPath("windows-arm64", "Windows on Snapdragon (PowerShell), on the NPU",
+                    windows_venv + (f"pip install {requirement}",), requirement, None, False,
+                    "Not run here: no Snapdragon laptop where bundles are built. The QNN provider needs the "
+                    "Qualcomm NPU driver that Windows on Snapdragon ships."),
+        InstallPath("linux-simulator", "64-bit Linux (x86-64), on the Hexagon HTP simulator",
+                    VENV + (f"pip install {requirement}",), requirement, "npu", True,
+                    "onnxruntime-qnn's x86-64 Linux wheel carries libQnnHtp.so as a simulator of the HTP: "
+                    "the same graphs and numerics as the NPU, far slower."),
+        InstallPath("cpu", "Any 64-bit computer, on the CPU (the QDQ models in cpu/)",
+                    VENV + (f"pip install {cpu_requirement}",), cpu_requirement, "cpu", False,
+                    "The same QDQ numerics as on the simulator, uncompiled, on plain ONNX Runtime GenAI; the drift "
+                    "gate measured them too (drift.json, `also_measured`)."),
+    ]
 
 
 def termux_path(requirement: str) -> InstallPath:

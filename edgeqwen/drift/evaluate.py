@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edgeqwen.backends import backend_for
 from edgeqwen.drift.evaldata import load_eval_data, token_windows
 from edgeqwen.drift.gate import check_budget, suggestions
 from edgeqwen.drift.metrics import TokenMetrics, summarize, token_metrics
@@ -87,6 +88,12 @@ def per_position_mean(kld_by_window: list[np.ndarray]) -> list[float]:
     return means
 
 
+def window_metrics(reference: CachedReference, bundle: BundleRunner, windows: list[list[int]],
+                   device: str) -> list[TokenMetrics]:
+    return [token_metrics(reference.window_logits(tokens), bundle.window_logits(tokens), np.array(tokens[1:]))
+            for tokens in tqdm(windows, desc=f"  drift ({device})", unit="window", leave=False)]
+
+
 def measure_drift(
     bundle_dir: Path,
     plan: BuildPlan,
@@ -108,13 +115,17 @@ def measure_drift(
     window = min(WINDOW, plan.context_length)
     windows = token_windows(tokenizer, data, eval_tokens, window)
     reference = CachedReference(model_dir, plan.model.weights_sha256, data.sha256, reference_memo)
-    with BundleRunner(bundle_dir) as bundle:
-        parts = []
-        for tokens in tqdm(windows, desc="  drift", unit="window", leave=False):
-            parts.append(token_metrics(reference.window_logits(tokens), bundle.window_logits(tokens),
-                                       np.array(tokens[1:])))
+    gated_device, *other_devices = backend_for(plan.engine).drift_devices(plan)
+    with BundleRunner(bundle_dir, gated_device) as bundle:
+        parts = window_metrics(reference, bundle, windows, gated_device)
         generation = [compare_generation(prompt, tokenizer, reference, bundle, plan.context_length)
                       for prompt in GENERATION_PROMPTS]
+    also_measured = {}
+    for device in other_devices:  # reported beside the gated figures, not gated
+        with BundleRunner(bundle_dir, device) as other:
+            also_measured[device] = {"summary": summarize(TokenMetrics.concat(window_metrics(reference, other,
+                                                                                             windows, device))),
+                                     "inference_precision": other.inference_precision}
     metrics = TokenMetrics.concat(parts)
     summary = summarize(metrics)
     misses = check_budget(summary, plan.drift)
@@ -143,9 +154,10 @@ def measure_drift(
         "runtime": {
             "engine": plan.engine,
             "version": bundle.info["runtime_version"],
-            "device": "cpu",
+            "device": gated_device,
             "inference_precision": bundle.inference_precision,
         },
+        **({"also_measured": also_measured} if also_measured else {}),
         "per_position_mean_kld": per_position_mean([p.kld for p in parts]),
         "generation": generation,
     }

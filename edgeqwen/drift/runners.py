@@ -54,13 +54,14 @@ class ReferenceRunner:
 class BundleRunner:
     """The bundle through its own shim in worker mode, in a child process: the code and runtime that ship.
 
-    It runs on this machine's CPU (a CUDA or NPU bundle too), at this host's core count: the bundle's
+    It runs on this machine's CPU (a CUDA or NPU bundle too; a Qualcomm NPU bundle also on the HTP simulator,
+    `device="npu"`: the backend's drift_devices say which), at this host's core count: the bundle's
     thread count is the device's (4 threads on a 2-core host measured 2.5x slower). It measures the
     files as they are (a bundle being built has no manifest yet; `edgeqwen verify` checks hashes).
     """
 
-    def __init__(self, bundle_dir: Path):
-        self.worker = BundleWorker(bundle_dir, device="cpu", threads=os.cpu_count() or 1, verify=False)
+    def __init__(self, bundle_dir: Path, device: str = "cpu"):
+        self.worker = BundleWorker(bundle_dir, device=device, threads=os.cpu_count() or 1, verify=False)
         self.info = self.worker.info
         self.inference_precision = "unknown"
 

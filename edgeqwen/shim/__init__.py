@@ -12,6 +12,7 @@ module's names become the file's globals, so the modules import one another by r
     runtime       the token-level interface every engine adapter implements, and its capabilities
     json_grammar  JSON Schema checks, and schemas as xgrammar EBNF (OpenVINO's constrained decoding)
     ort_genai     ONNX Runtime GenAI adapter
+    ort_qnn       ONNX Runtime GenAI on a Qualcomm NPU (the QNN provider), windowed prompts
     openvino      OpenVINO GenAI adapter
     engines       which adapter runs a folder (the device side's one engine decision)
     generation    the generation loop, stop sequences, logprobs, prompt fitting, and Qwen3's <think> split
@@ -25,5 +26,5 @@ module's names become the file's globals, so the modules import one another by r
     cli           the command line
 """
 
-MODULES = ("errors", "bundle_files", "runtime", "json_grammar", "ort_genai", "openvino", "engines", "generation",
-           "tools", "api", "security", "terminal", "server", "worker", "values", "cli")
+MODULES = ("errors", "bundle_files", "runtime", "json_grammar", "ort_genai", "ort_qnn", "openvino", "engines",
+           "generation", "tools", "api", "security", "terminal", "server", "worker", "values", "cli")

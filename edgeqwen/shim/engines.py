@@ -11,8 +11,9 @@ from .bundle_files import has_manifest, read_manifest, verify_files
 from .errors import ShimError
 from .openvino import IR_MODEL, OpenVinoRuntime
 from .ort_genai import OrtGenaiRuntime
+from .ort_qnn import OrtQnnRuntime
 
-RUNTIMES = {runtime.engine: runtime for runtime in (OrtGenaiRuntime, OpenVinoRuntime)}
+RUNTIMES = {runtime.engine: runtime for runtime in (OrtGenaiRuntime, OrtQnnRuntime, OpenVinoRuntime)}
 MARKER_FILES = {"onnxruntime-genai": "genai_config.json", "openvino": IR_MODEL}
 
 
@@ -21,7 +22,15 @@ def folder_engine(bundle_dir):
     if len(found) != 1:
         raise ShimError(f"{bundle_dir}: no manifest.json, and not a folder one runtime reads (expected one of "
                         f"{', '.join(MARKER_FILES.values())})")
+    if found[0] == "onnxruntime-genai" and names_qnn(os.path.join(bundle_dir, "genai_config.json")):
+        return OrtQnnRuntime.engine
     return found[0]
+
+
+def names_qnn(genai_config):
+    """Whether an ONNX Runtime GenAI folder's graphs run on the QNN provider (a Qualcomm NPU pipeline)."""
+    with open(genai_config, encoding="utf-8", errors="replace") as config:
+        return '"qnn"' in config.read()
 
 
 def open_bundle(bundle_dir, device=None, threads=None, verify=True, allow_plain=False):

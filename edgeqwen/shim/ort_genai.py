@@ -31,11 +31,8 @@ class OrtGenaiRuntime(Runtime):
         genai = read_json(bundle_dir, "genai_config.json")
         decoder = genai["model"]["decoder"]
         session_options = decoder.get("session_options", {})
-        self.device = device or ("cuda" if "cuda" in json.dumps(session_options.get("provider_options", []))
-                                 else "cpu")
-        config = og.Config(bundle_dir)
-        if self.device == "cpu":
-            config.clear_providers()  # a CUDA bundle checked on a CPU
+        self.device = device or self.bundle_device(session_options)
+        config = self.open_config(bundle_dir, genai)
         self.threads = thread_count(session_options.get("intra_op_num_threads"), threads)
         if self.threads:
             config.overlay(json.dumps({"model": {"decoder": {"session_options": {
@@ -51,6 +48,24 @@ class OrtGenaiRuntime(Runtime):
         eos = genai["model"]["eos_token_id"]  # what the runtime's tokenizer and search stop on
         self.eos_token_ids = tuple([eos] if isinstance(eos, int) else eos)
         self.vocab_size = genai["model"].get("vocab_size")
+
+    def bundle_device(self, session_options):
+        """The device the bundle was built for (what runs when no --device is given)."""
+        return "cuda" if "cuda" in json.dumps(session_options.get("provider_options", [])) else "cpu"
+
+    def open_config(self, bundle_dir, genai):
+        """The og.Config that loads the bundle on self.device."""
+        config = self.og.Config(bundle_dir)
+        if self.device == "cpu":
+            config.clear_providers()  # a CUDA bundle checked on a CPU
+        return config
+
+    def search_length(self, prompt_length, max_length):
+        """The max_length the runtime's search is given for a sequence that may grow to `max_length`."""
+        return max_length
+
+    def new_session(self, generator, max_length):
+        return OrtSession(generator, max_length)
 
     @property
     def tokenizer(self):
@@ -95,7 +110,7 @@ class OrtGenaiRuntime(Runtime):
     def start(self, prompt_ids, sampling, need=frozenset()):
         self.check_capabilities(set(need) | sampling.needs())
         max_length = min(self.context_length, len(prompt_ids) + sampling.max_new_tokens)
-        search = {"max_length": max_length, "do_sample": not sampling.greedy, "top_p": sampling.top_p,
+        search = {"max_length": self.search_length(len(prompt_ids), max_length), "do_sample": not sampling.greedy, "top_p": sampling.top_p,
                   "top_k": sampling.top_k, "temperature": sampling.temperature if not sampling.greedy else 1.0}
         if sampling.ignore_eos:
             search["min_length"] = max_length
@@ -114,7 +129,7 @@ class OrtGenaiRuntime(Runtime):
                 raise
             reason = " ".join(line.strip() for line in str(e).splitlines() if line.strip())[:400]
             raise SchemaError(f"onnxruntime-genai's constrained decoding cannot use this schema: {reason}") from None
-        session = OrtSession(generator, max_length)
+        session = self.new_session(generator, max_length)
         if prompt_ids:
             session.append(prompt_ids)
         return session

@@ -147,6 +147,19 @@ class Runtime:
         """A session holding `prompt_ids`, able to generate with `sampling` and to do what `need` names."""
         raise NotImplementedError
 
+    def teacher_forced(self, tokens):
+        """The logits after each of tokens[:-1] (row i predicts tokens[i + 1]): the sequence fed one token at a
+        time, as the runtime decodes. An adapter whose runtime takes tokens otherwise overrides this."""
+        session = self.start([], Sampling(max_new_tokens=len(tokens)), need={LOGITS, APPEND})
+        try:
+            rows = []
+            for token in tokens[:-1]:
+                session.append([token])
+                rows.append(session.logits())
+        finally:
+            session.close()
+        return rows
+
     def check_capabilities(self, need):
         missing = set(need) - set(self.capabilities)
         if missing:

@@ -32,7 +32,7 @@ import time
 from .engines import open_bundle
 from .errors import ShimError
 from .generation import produce
-from .runtime import LOGITS, Sampling
+from .runtime import Sampling
 
 PROTOCOL_VERSION = 1
 
@@ -53,18 +53,6 @@ class Protocol:
             for chunk in chunks:
                 self.out.write(chunk.astype("<f4", copy=False).tobytes())
         self.out.flush()
-
-
-def teacher_forced(runtime, tokens):
-    session = runtime.start([], Sampling(max_new_tokens=len(tokens)), need={LOGITS})
-    try:
-        rows = []
-        for token in tokens[:-1]:
-            session.append([token])
-            rows.append(session.logits())
-    finally:
-        session.close()
-    return rows
 
 
 def timed_generation(runtime, request):
@@ -115,7 +103,7 @@ def answer(runtime, request, protocol):
         tokens = [int(t) for t in request["tokens"]]
         if len(tokens) < 2:
             raise ShimError("logits: give at least two tokens (row i predicts token i + 1)")
-        rows = teacher_forced(runtime, tokens)
+        rows = runtime.teacher_forced(tokens)
         protocol.send({"ok": True, "inference_precision": runtime.inference_precision},
                       [("logits", (len(rows), len(rows[0])), rows)])
     elif op == "generate":
