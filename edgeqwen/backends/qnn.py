@@ -232,8 +232,6 @@ class QnnBackend(Backend):
             tips.append("rotate the weights before GPTQ (the qnn-quarot rung: recipe [qnn] rotate = true)")
         if q.lm_head == "int4":
             tips.append(INT8_TABLES_TIP.split(" and embedding")[0] + ")")
-        if q.weights == "int4":
-            tips.append("build W8A16 (--precision int8)")
         return tips
 
     def drift_devices(self, plan: BuildPlan) -> tuple[str, ...]:
