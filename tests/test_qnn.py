@@ -41,7 +41,8 @@ def test_the_plan_drives_two_olive_runs_for_the_soc():
 
 @pytest.mark.parametrize("args, words", [
     (("--context-length", "1000"), "windows of 64 tokens"),
-    (("--precision", "fp16"), "choose int4 (W4A16) or int8 (W8A16)"),
+    (("--precision", "fp16"), "choose int4 (W4A16)"),
+    (("--precision", "int8"), "W8A16 is not built"),
 ])
 def test_plans_the_npu_cannot_take_are_refused_before_any_work(args, words):
     result = dry_run(*args)

@@ -68,7 +68,7 @@ class QnnOptions:
 def qdq_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     """The first Olive run: checkpoint -> QDQ static pipeline (also shown by `--dry-run`)."""
     q, options = plan.quantization, plan.engine_options
-    bits = 4 if q.weights == "int4" else 8
+    bits = 4  # W4A16 (check_supported)
     passes: dict = {}
     if options.rotate:
         passes["rotate"] = {"type": "QuaRot"}
@@ -191,9 +191,10 @@ class QnnBackend(Backend):
         if m.model_type not in MODEL_TYPES:
             raise PlanError(f"{m.id} is a {m.model_type!r} model; the static NPU pipeline (Olive's StaticLLM) takes "
                             f"{', '.join(MODEL_TYPES)} decoders only")
-        if q.weights not in ("int4", "int8"):
-            raise PlanError(f"weights = {q.weights!r} on {plan.target}: the HTP runs quantized weights; choose int4 "
-                            "(W4A16) or int8 (W8A16)")
+        if q.weights != "int4":
+            raise PlanError(f"weights = {q.weights!r} on {plan.target}: the HTP runs quantized weights, and edgeqwen "
+                            "builds W4A16 for it (W8A16 is not built: the model builder has no INT8 embedding "
+                            "table); choose int4 (W4A16)")
         if not q.symmetric:
             raise PlanError("symmetric = false: the HTP takes symmetric weights (one scale per channel, no zero "
                             "point); use symmetric = true")
