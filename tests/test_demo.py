@@ -10,7 +10,7 @@ from edgeqwen.shim import MODULES
 STDLIB = set(sys.stdlib_module_names)
 # The runtime each adapter module imports (inside its functions); every other shim module needs the stdlib only.
 # numpy comes with both runtimes: the logprobs' softmax (generation) uses it wherever it runs.
-RUNTIME_MODULES = {"ort_genai": {"onnxruntime_genai"}, "openvino": {"openvino_genai", "openvino", "numpy"},
+RUNTIME_MODULES = {"ort_genai": {"onnxruntime_genai"}, "ort_qnn": {"onnxruntime_qnn"}, "openvino": {"openvino_genai", "openvino", "numpy"},
                    "generation": {"numpy"}}
 
 

@@ -531,10 +531,12 @@ def check_answer(data, method, received, problem):
     headers = {k.strip().lower(): v.strip() for k, _, v in (h.decode("latin-1").partition(":") for h in header_lines)}
     # The answers HTTP itself gives to what it refuses: an unknown method (501), and a version other than
     # HTTP/1.x (505). Any other 5xx is the server failing.
-    words = first_line.split()
+    # Split as http.server does: the line decoded as Latin-1 and split on str whitespace, which takes
+    # \x1c-\x1f too (bytes.split does not).
+    words = first_line.decode("latin-1").split()
     justified = {501: method not in IMPLEMENTED,
-                 505: len(words) >= 3 and re.fullmatch(rb"HTTP/\d+\.\d+", words[-1]) is not None
-                 and int(words[-1][5:].split(b".")[0]) != 1}
+                 505: len(words) >= 3 and re.fullmatch(r"HTTP/\d+\.\d+", words[-1]) is not None
+                 and int(words[-1][5:].split(".")[0]) != 1}
     assert status < 500 or justified.get(status), (status, received[:400], data[:300])
     if status == 204:
         assert method == b"OPTIONS" and not payload

@@ -64,7 +64,8 @@ class OrtQnnRuntime(OrtGenaiRuntime):
             raise ShimError(f"the prompt is {prompt_length} tokens; this NPU bundle takes at most "
                             f"{self.max_prompt_tokens} (prompts are padded to windows of {self.window} tokens, "
                             f"context {self.context_length})")
-        return min(self.context_length, max(max_length, padded + 1))
+        # onnxruntime-genai counts the padded prompt in the sequence's length: the new tokens come after it.
+        return min(self.context_length, padded + max(max_length - prompt_length, 1))
 
     def new_session(self, generator, max_length):
         return WindowSession(generator, max_length)
