@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeqwen.backends import onnx_files, runtime_version
-from edgeqwen.backends.base import INT8_TABLES_TIP, Backend
+from edgeqwen.backends.base import DECODER, INT8_TABLES_TIP, Backend
 from edgeqwen.backends.ort_genai import (RUNTIME_FILES, add_generation_end_tokens, calibration_data_config,
                                          run_olive, write_calibration)
 from edgeqwen.errors import BuildError, PlanError
@@ -68,11 +68,10 @@ class QnnOptions:
 def qdq_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     """The first Olive run: checkpoint -> QDQ static pipeline (also shown by `--dry-run`)."""
     q, options = plan.quantization, plan.engine_options
-    bits = 4  # W4A16 (check_supported)
     passes: dict = {}
     if options.rotate:
         passes["rotate"] = {"type": "QuaRot"}
-    passes["gptq"] = {"type": "Gptq", "bits": bits, "sym": True, "group_size": -1, "lm_head": False,
+    passes["gptq"] = {"type": "Gptq", "bits": 4, "sym": True, "group_size": -1, "lm_head": False,
                       "data_config": "calibration"}
     passes["split_info"] = {"type": "CaptureSplitInfo", "num_splits": 1, "unique_embeds_lm_head_splits": True}
     builder = {"type": "ModelBuilder", "precision": "int4", "int4_block_size": q.block_size,
@@ -80,7 +79,7 @@ def qdq_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     if q.lm_head == "int8":
         builder["extra_options"] = {"int4_algo_config": "rtn_last"}
     passes["builder"] = builder
-    passes["to_qdq"] = {"type": "MatMulNBitsToQDQ", "use_int4": bits == 4, "add_zero_point": True,
+    passes["to_qdq"] = {"type": "MatMulNBitsToQDQ", "use_int4": True, "add_zero_point": True,
                         "nodes_to_exclude": [LM_HEAD_MATMUL], "save_as_external_data": True}
     passes["surgeries"] = {"type": "GraphSurgeries", "save_as_external_data": True, "surgeries": [
         {"surgeon": "RemoveRopeMultiCache"}, {"surgeon": "AttentionMaskToSequenceLengths"},
@@ -324,7 +323,7 @@ class QnnBackend(Backend):
         cpu = folder / CPU_FOLDER
         if cpu.is_dir():
             extra = tuple(sorted(str(p.relative_to(folder)) for p in cpu.iterdir() if p.is_file()))
-            files = {**files, "decoder": files.get("decoder", ()) + extra}
+            files = {**files, DECODER: files.get(DECODER, ()) + extra}
         return files
 
     def bytes_per_token(self, folder: Path) -> int:
@@ -337,4 +336,4 @@ def qnn_sdk_version() -> str:
         from onnxruntime_qnn import build_and_package_info as info
     except ImportError:
         return "unknown"
-    return str(getattr(info, "qnn_version", None) or getattr(info, "qnn_sdk_version", "unknown"))
+    return str(getattr(info, "qnn_version", "unknown"))

@@ -28,7 +28,7 @@ class OrtGenaiRuntime(Runtime):
         import onnxruntime_genai as og
 
         self.og = og
-        genai = read_json(bundle_dir, "genai_config.json")
+        genai = self.genai = read_json(bundle_dir, "genai_config.json")
         decoder = genai["model"]["decoder"]
         session_options = decoder.get("session_options", {})
         self.device = device or self.bundle_device(session_options)

@@ -21,7 +21,7 @@ import tempfile
 
 from .errors import ShimError
 from .ort_genai import OrtGenaiRuntime, OrtSession
-from .runtime import CONSTRAIN, GENERATE, LOGITS
+from .runtime import APPEND, CONSTRAIN, GENERATE, LOGITS, REWIND
 
 CPU_FOLDER = "cpu"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
@@ -33,8 +33,7 @@ class OrtQnnRuntime(OrtGenaiRuntime):
 
     def __init__(self, bundle_dir, device=None, threads=None):
         super().__init__(bundle_dir, device, threads)
-        genai = json.loads(open(os.path.join(bundle_dir, "genai_config.json"), encoding="utf-8").read())
-        self.window = genai["model"]["decoder"]["sliding_window"]["window_size"]
+        self.window = self.genai["model"]["decoder"]["sliding_window"]["window_size"]
         # A prompt is padded to whole windows, and the padded prompt and one new token must fit the context.
         self.max_prompt_tokens = (self.context_length - 1) // self.window * self.window
 
@@ -94,11 +93,11 @@ class WindowSession(OrtSession):
 
     def append(self, ids):
         if self.tokens:
-            raise self.unsupported("append")
+            raise self.unsupported(APPEND)
         super().append(ids)
 
     def rewind(self, length):
-        raise self.unsupported("rewind")
+        raise self.unsupported(REWIND)
 
 
 def register_qnn(og):
