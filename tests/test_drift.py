@@ -10,6 +10,7 @@ from onnx import numpy_helper
 
 from edgeqwen.drift.evaldata import EvalDataError, load_eval_data
 from edgeqwen.drift.evaluate import first_divergence
+from edgeqwen.drift.gate import check_decode
 from edgeqwen.drift.metrics import summarize, token_metrics
 
 
@@ -64,6 +65,15 @@ def test_first_divergence():
     assert first_divergence([1, 2], [1, 2, 3]) == 2
 
 
+def test_a_bundle_that_decodes_otherwise_than_it_was_measured_misses_the_gate():
+    agreeing = [{"decode_checked": 24, "decode_disagreements": 0}] * 3
+    assert check_decode(agreeing) == []
+    misses = check_decode([*agreeing, {"decode_checked": 24, "decode_disagreements": 6}])
+    assert [(m.metric, m.limit, m.kind) for m in misses] == [("decode_agreement", 1.0, "min")]
+    assert misses[0].value == pytest.approx(90 / 96)
+    assert "at 6 of 96 generated positions" in misses[0].describe()
+
+
 def test_eval_data_formats(tmp_path):
     txt = tmp_path / "domain.txt"
     txt.write_text("Some domain text. " * 20)
@@ -111,6 +121,7 @@ def test_report_files_exist_parse_and_are_in_the_manifest(demo_bundles):
     report = drift_of(bundle)
     assert report["eval_data"]["tokens"] > 1000 and len(report["eval_data"]["sha256"]) == 64
     assert report["reference"]["dtype"] == "float32" and report["generation"]
+    assert all(g["decode_checked"] > 0 and g["decode_disagreements"] == 0 for g in report["generation"])
     assert "# Accuracy drift: PASSED" in (bundle / "drift.md").read_text()
     image = matplotlib.image.imread(bundle / "drift.png")
     assert image.shape[0] > 100 and image.shape[1] > 300

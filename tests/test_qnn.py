@@ -6,6 +6,7 @@ the CPU execution provider beside it.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from tests.conftest import run_cli
 
 TARGET = "snapdragon-x-elite-npu"
 PROMPT = "What does os.path.join do?"
+END_TOKEN = 151645  # <|im_end|>, which closes every chat turn
 
 
 def dry_run(*extra):
@@ -84,6 +86,8 @@ def test_drift_is_measured_and_gated_on_the_htp_simulator(npu_bundle):
     cpu = drift["also_measured"]["cpu"]["summary"]  # the QDQ models on the CPU provider, beside the gated figures
     assert cpu["top1_agreement"] > 0.5 and cpu["mean_kld"] < 1.0
     assert cpu != drift["summary"]  # two runtimes, not one measured twice
+    # Generation runs the one-token model, teacher forcing the window model: the gate checked they agree.
+    assert all(g["decode_checked"] > 0 and g["decode_disagreements"] == 0 for g in drift["generation"])
     qnn = manifest["engine"]["qnn"]
     assert qnn["npu_graphs"] == ["context_ctx.onnx", "iterator_ctx.onnx"]
     assert set(qnn["off_npu_nodes"]) == {"GroupQueryAttention"}  # the KV cache's attention, by the recipe's design
@@ -124,6 +128,22 @@ def test_short_and_overlong_prompts_get_answers_or_named_errors_not_aborts(npu_b
     refused = shim(bundle, "--max-new-tokens", "4", long_prompt)
     assert refused.returncode == 2, refused.stderr  # the shim's usage error, not SIGABRT (-6)
     assert "this bundle takes at most 4032" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
+def test_the_pad_token_is_one_no_prompt_holds(npu_bundle, tmp_path):
+    bundle, _ = npu_bundle
+    genai = json.loads((bundle / "genai_config.json").read_text())
+    assert genai["model"]["pad_token_id"] == genai["model"]["vocab_size"] - 1  # a row Qwen's tokenizer never writes
+    # Padded with the end token, as the builder writes it, the runtime would drop every chat turn's <|im_end|>
+    # from the one-token model's positions: the shim refuses such a prompt instead of answering from them.
+    old = tmp_path / "end-token-padded"
+    shutil.copytree(bundle, old)
+    genai["model"]["pad_token_id"] = END_TOKEN
+    (old / "genai_config.json").write_text(json.dumps(genai))
+    answer = shim(old, "--no-verify", "--device", "cpu", "--max-new-tokens", "4", PROMPT)
+    assert answer.returncode == 2, answer.stderr
+    assert f"holds token {END_TOKEN}" in answer.stderr and "Traceback" not in answer.stderr
 
 
 @pytest.mark.slow

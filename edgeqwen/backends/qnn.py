@@ -310,6 +310,7 @@ class QnnBackend(Backend):
             for options in entry.get("session_options", {}).get("provider_options", []):
                 options.get("qnn", {})["backend_type"] = "htp"
         config["search"]["max_length"] = plan.context_length
+        model["pad_token_id"] = padding_token(bundle_dir, model["vocab_size"], model["pad_token_id"])
         (bundle_dir / onnx_files.GENAI_CONFIG).write_text(json.dumps(config, indent=4) + "\n")
 
     def recognizes(self, folder: Path) -> bool:
@@ -328,6 +329,23 @@ class QnnBackend(Backend):
 
     def bytes_per_token(self, folder: Path) -> int:
         return onnx_files.bytes_per_token(folder)
+
+
+def padding_token(bundle_dir: Path, vocab_size: int, builder_choice: int) -> int:
+    """A pad id no prompt can hold: the largest row of the model's vocabulary the tokenizer never writes.
+
+    onnxruntime-genai's windowed pipeline takes every prompt token equal to pad_token_id for padding, and
+    the builder sets it to the end token when the checkpoint names no pad (the demo and many fine-tunes), so
+    the `<|im_end|>` that closes each chat turn was dropped from the one-token model's positions: its
+    greedy answers left the path the drift gate measured (measured on the demo: logits off by up to 8 after
+    a chat prompt, exact after plain text). Qwen's tables have spare rows (151,936 vs 151,669 tokens); a
+    model without one keeps the builder's choice, and the shim refuses prompts that hold it.
+    """
+    tokenizer = json.loads((bundle_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = tokenizer["model"]["vocab"]  # BPE: {token: id}; Unigram: [[token, score], ...]
+    ids = vocab.values() if isinstance(vocab, dict) else range(len(vocab))
+    highest = max([*ids, *(token["id"] for token in tokenizer.get("added_tokens", []))], default=-1)
+    return vocab_size - 1 if highest < vocab_size - 1 else builder_choice
 
 
 def qnn_sdk_version() -> str:

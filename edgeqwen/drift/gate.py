@@ -22,10 +22,12 @@ class Miss:
     value: float
     limit: float
     kind: str  # "max" or "min"
+    reason: str = ""  # what the figure means, where its name does not say
 
     def describe(self) -> str:
         relation = "above the maximum" if self.kind == "max" else "below the minimum"
-        return f"{self.metric} {self.value:.4g} is {relation} {self.limit:.4g} (by {abs(self.value - self.limit):.3g})"
+        text = f"{self.metric} {self.value:.4g} is {relation} {self.limit:.4g} (by {abs(self.value - self.limit):.3g})"
+        return f"{text}: {self.reason}" if self.reason else text
 
     def to_dict(self) -> dict:
         return {"metric": self.metric, "value": self.value, "limit": self.limit, "kind": self.kind}
@@ -40,6 +42,19 @@ def check_budget(summary: dict, budget: DriftBudget) -> list[Miss]:
     if summary["top1_agreement"] < budget.min_top1_agreement:
         misses.append(Miss("top1_agreement", summary["top1_agreement"], budget.min_top1_agreement, "min"))
     return misses
+
+
+def check_decode(generation: list[dict]) -> list[Miss]:
+    """The decode path against the measured path: the runtime's greedy tokens must be the argmax of its own
+    teacher-forced logits. A runtime that decodes through other graphs than it teacher-forces (a Qualcomm
+    NPU bundle's one-token model) is measured by the figures above only if they agree."""
+    checked = sum(g["decode_checked"] for g in generation)
+    disagreements = sum(g["decode_disagreements"] for g in generation)
+    if not checked or not disagreements:
+        return []
+    return [Miss("decode_agreement", (checked - disagreements) / checked, 1.0, "min",
+                 f"at {disagreements} of {checked} generated positions the runtime's greedy token is not the argmax "
+                 "of its own teacher-forced logits, so the drift figures do not describe how this bundle decodes")]
 
 
 def suggestions(plan: BuildPlan) -> list[str]:

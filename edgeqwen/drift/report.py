@@ -50,6 +50,7 @@ def markdown(report: dict) -> str:
             if g["first_divergence"] is not None
             else f"identical for all {g['compared_tokens']} tokens"
         )
+        + decode_note(g)
         for g in report["generation"]
     )
     misses = "".join(f"\n- {m}" for m in report.get("miss_descriptions", []))
@@ -71,6 +72,15 @@ Greedy generation, {len(report['generation'])} prompts:
 
 ![per-token KLD](drift.png)
 {quality_section(report)}"""
+
+
+def decode_note(generation: dict) -> str:
+    """Whether the bundle's greedy tokens are its own teacher-forced argmax (reports before it lack the field)."""
+    if "decode_disagreements" not in generation:
+        return ""
+    if generation["decode_disagreements"]:
+        return f"; the bundle's own logits disagree with its decoding at {generation['decode_disagreements']} positions"
+    return "; the bundle decodes as it was measured"
 
 
 def plot(path: Path, report: dict, per_token_kld: np.ndarray) -> None:

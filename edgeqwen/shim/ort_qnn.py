@@ -36,6 +36,9 @@ class OrtQnnRuntime(OrtGenaiRuntime):
         self.window = self.genai["model"]["decoder"]["sliding_window"]["window_size"]
         # A prompt is padded to whole windows, and the padded prompt and one new token must fit the context.
         self.max_prompt_tokens = (self.context_length - 1) // self.window * self.window
+        # onnxruntime-genai's windowed pipeline takes a prompt token equal to the pad id for padding; the build
+        # picks an id the tokenizer never writes (edgeqwen/backends/qnn.py, padding_token), where it can.
+        self.pad_token_id = self.genai["model"].get("pad_token_id")
 
     def version(self):
         genai = super().version()
@@ -69,8 +72,20 @@ class OrtQnnRuntime(OrtGenaiRuntime):
     def new_session(self, generator, max_length):
         return WindowSession(generator, max_length)
 
+    def start(self, prompt_ids, sampling, need=frozenset()):
+        self.check_no_padding(prompt_ids)
+        return super().start(prompt_ids, sampling, need)
+
+    def check_no_padding(self, ids):
+        if self.pad_token_id in ids:
+            raise ShimError(f"the prompt holds token {self.pad_token_id} ({self.decode([self.pad_token_id])!r}), "
+                            "which this NPU bundle's runtime takes for padding and would drop: rebuild the bundle "
+                            "with a current edgeqwen (it pads with a token no prompt holds, where the vocabulary "
+                            "has one spare), or leave that token out of the prompt")
+
     def teacher_forced(self, tokens):
         """Whole windows through the prompt model, every position's logits from the lm_head's output."""
+        self.check_no_padding(tokens)
         sampling_length = -(-len(tokens) // self.window) * self.window + 1
         if sampling_length > self.context_length:
             raise ShimError(f"logits: {len(tokens)} tokens do not fit this bundle's context of {self.context_length}")
