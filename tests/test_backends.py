@@ -63,7 +63,8 @@ def engine_bundle(request, tiny_models, tmp_path_factory):
 def test_the_bundle_agrees_with_its_backend(engine_bundle):
     engine, bundle = engine_bundle
     backend, manifest = backend_for(engine), read_manifest(bundle)
-    assert manifest["runtime"]["engine"] == engine == folder_engine(bundle) and backend.recognizes(bundle)
+    assert manifest["runtime"]["engine"] == engine == folder_engine(bundle)
+    assert [name for name, other in registry().items() if other.recognizes(bundle)] == [engine]  # without a manifest too
     roles = backend.model_files(bundle)
     assert DECODER in roles and {name for names in roles.values() for name in names} <= set(manifest["files"])
     assert backend.bytes_per_token(bundle) == manifest["speed"]["bytes_per_token"] > 0

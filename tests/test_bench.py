@@ -80,7 +80,8 @@ def test_plan_estimate_matches_the_built_bundle(demo_bundle):
 
 
 def test_shipped_shapes_have_the_published_parameter_counts():
-    published = {"Qwen2.5-0.5B": 494_032_768, "Qwen3-0.6B": 596_049_920, "Qwen3-1.7B": 1_720_574_976}
+    published = {"Qwen2.5-0.5B": 494_032_768, "Qwen2.5-1.5B": 1_543_714_304, "Qwen2.5-3B": 3_085_938_688,
+                 "Qwen2.5-7B": 7_615_616_512, "Qwen3-0.6B": 596_049_920, "Qwen3-1.7B": 1_720_574_976}
     assert {name: shape_source(name).num_parameters for name in shape_names()} == published
 
 

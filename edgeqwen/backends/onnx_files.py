@@ -23,6 +23,11 @@ def read_genai_config(folder: Path) -> dict:
     return json.loads((folder / GENAI_CONFIG).read_text())
 
 
+def names_qnn(folder: Path) -> bool:
+    """Whether the folder's genai_config gives a graph to the QNN provider (a Qualcomm NPU bundle)."""
+    return '"qnn"' in (folder / GENAI_CONFIG).read_text(errors="replace")
+
+
 def stage_role(name: str) -> str:
     if "embed" in name:
         return EMBEDDINGS

@@ -374,7 +374,7 @@ class OrtGenaiBackend(Backend):
         (bundle_dir / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
 
     def recognizes(self, folder: Path) -> bool:
-        return (folder / onnx_files.GENAI_CONFIG).is_file()
+        return (folder / onnx_files.GENAI_CONFIG).is_file() and not onnx_files.names_qnn(folder)
 
     def model_files(self, folder: Path) -> dict[str, tuple[str, ...]]:
         return onnx_files.model_files(folder)

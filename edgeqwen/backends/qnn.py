@@ -314,10 +314,7 @@ class QnnBackend(Backend):
         (bundle_dir / onnx_files.GENAI_CONFIG).write_text(json.dumps(config, indent=4) + "\n")
 
     def recognizes(self, folder: Path) -> bool:
-        if not (folder / onnx_files.GENAI_CONFIG).is_file():
-            return False
-        text = (folder / onnx_files.GENAI_CONFIG).read_text(errors="replace")
-        return '"qnn"' in text
+        return (folder / onnx_files.GENAI_CONFIG).is_file() and onnx_files.names_qnn(folder)
 
     def model_files(self, folder: Path) -> dict[str, tuple[str, ...]]:
         files = onnx_files.model_files(folder)
