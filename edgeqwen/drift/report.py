@@ -75,9 +75,7 @@ Greedy generation, {len(report['generation'])} prompts:
 
 
 def decode_note(generation: dict) -> str:
-    """Whether the bundle's greedy tokens are its own teacher-forced argmax (reports before it lack the field)."""
-    if "decode_disagreements" not in generation:
-        return ""
+    """Whether the bundle's greedy tokens are its own teacher-forced argmax."""
     if generation["decode_disagreements"]:
         return f"; the bundle's own logits disagree with its decoding at {generation['decode_disagreements']} positions"
     return "; the bundle decodes as it was measured"
