@@ -37,8 +37,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from edgeqwen.bench.measure import Spread, bench_folder
-from edgeqwen.demo.assets import TOKENIZER_FILES, tokenizer_source_dir
-from edgeqwen.shapes import shape_config, shape_names
+from edgeqwen.shapes import shape_names
 
 BIN = Path(sys.executable).parent
 EDGEQWEN = ["edgeqwen x86-64-laptop", "edgeqwen raspberry-pi-5"]
@@ -168,26 +167,10 @@ def in_child(code: str) -> str:
 
 
 def random_checkpoint(shape: str, folder: Path) -> Path:
-    if not (folder / "model.safetensors").is_file():
-        in_child(f"from side_by_side import write_random_checkpoint as w; from pathlib import Path; "
+    if not folder.is_dir():  # written beside it and renamed: a folder that is there is complete
+        in_child(f"from random_checkpoint import write_random_checkpoint as w; from pathlib import Path; "
                  f"w({shape!r}, Path({str(folder.resolve())!r}))")
     return folder
-
-
-def write_random_checkpoint(shape: str, folder: Path) -> None:
-    """A BF16 checkpoint with the shape's exact dimensions and transformers' own random initialisation."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = shape_config(shape)
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config), dtype=torch.bfloat16)
-    model.save_pretrained(staging)
-    for name in TOKENIZER_FILES:
-        shutil.copy2(tokenizer_source_dir() / name, staging / name)
-    staging.rename(folder)
 
 
 def edgeqwen_build_command(checkpoint: Path, target: str, out: Path, gate: bool) -> tuple[list[str], Path, str]:

@@ -38,12 +38,13 @@ from edgeqwen.bench.predict import prediction_line
 from edgeqwen.bundle import manifest as manifest_format
 from edgeqwen.bundle.readme import device_readme
 from edgeqwen.bundle.shim_file import write_shim
+from edgeqwen.build_memory import BuildMemory, build_memory_limit, check_build_memory, estimate_build_memory
 from edgeqwen.bundle.writer import StagedBundle, remove_abandoned
 from edgeqwen.stages import build_label, request_label, stage_boundary
 from edgeqwen.cache import BuildCache, cache_key, copy_entry, source_sha256
 from edgeqwen.device import check as device_check
 from edgeqwen.drift.evaldata import MIN_EVAL_TOKENS, check_enough_tokens, load_eval_data
-from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, MAX_EVAL_TOKENS, measure_drift
+from edgeqwen.drift.evaluate import DEFAULT_EVAL_TOKENS, MAX_EVAL_TOKENS, WINDOW, measure_drift
 from edgeqwen.drift.gate import DriftBudgetExceeded
 from edgeqwen.drift.report import REPORT_FILES, write_report
 from edgeqwen.errors import BuildError, DeviceCheckFailed, ParityError, PlanError, WorkerError
@@ -78,6 +79,7 @@ class BuildRequest:
     skip_drift: bool = False  # random-weight benchmark models only: no drift measured, and the manifest says so
     calib_data: Optional[Path] = None  # None: the train split of the shipped corpus
     device_check: bool = True  # False: the bundle's device_check.json says "not run" and why
+    max_build_memory_gb: Optional[float] = None  # None: what this host has available when the build starts
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class ResolvedBuild:
     plan: BuildPlan
     memory: MemoryEstimate
     destination: Path
+    build_memory: BuildMemory  # what the build itself needs on this host, stage by stage
 
 
 @dataclass
@@ -222,7 +225,15 @@ def resolve(request: BuildRequest, shared: "SharedWork | None" = None) -> Resolv
     if not request.skip_drift:
         check_eval_request(request, source)
     destination = request.out or default_destination(source, target)
-    return ResolvedBuild(source, target, recipe, plan, memory, destination)
+    return ResolvedBuild(source, target, recipe, plan, memory, destination, estimate_for(request, plan, memory))
+
+
+def estimate_for(request: BuildRequest, plan: BuildPlan, memory: MemoryEstimate) -> BuildMemory:
+    """The build's own memory, stage by stage, against --max-build-memory or this host's available memory."""
+    gate = not request.skip_drift
+    return estimate_build_memory(plan, memory.weights_bytes, drift_gate=gate, device_check=gate and request.device_check,
+                                 eval_tokens=request.eval_tokens, window=min(WINDOW, plan.context_length),
+                                 limit=build_memory_limit(request.max_build_memory_gb))
 
 
 def check_eval_request(request: BuildRequest, source: ModelSource) -> None:
@@ -342,6 +353,7 @@ def fresh_build(resolved, request, before: QualityRecord, staging, cache, shared
     Returns the cache status and the gate's decision (with the manifest, when the bundle passed).
     """
     backend = backend_for(resolved.plan.engine)
+    check_build_memory(resolved.build_memory, resolved.plan)  # before any conversion (a cached bundle needs none)
     memo = shared.reference_memo if shared else {}  # the reference's logits, for the drift and device stages
     stages = tqdm(total=5, desc="edgeqwen build", unit="stage", bar_format="{desc}: {n}/{total} {postfix}")
     with stages:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from edgeqwen.build_memory import StageMemory
     from edgeqwen.fit import MemoryEstimate
     from edgeqwen.plan import BuildPlan
     from edgeqwen.recipes import Recipe
@@ -59,6 +60,21 @@ class Backend(ABC):
     @abstractmethod
     def estimate_memory(self, plan: BuildPlan) -> MemoryEstimate:
         """Weights, KV cache and runtime memory of the planned bundle on its device."""
+
+    # The conversion's peak memory (every process alive in it) as a fixed part plus bytes per parameter of the
+    # checkpoint; each engine's figures are fitted to benchmarks/build_memory.py (benchmarks/RESULTS.md). An
+    # engine not yet measured keeps these cautious defaults and says so (`calibrated`).
+    conversion_base_bytes: ClassVar[int] = 2 << 30
+    conversion_bytes_per_parameter: ClassVar[float] = 8.0
+    conversion_memory_calibrated: ClassVar[bool] = False
+
+    def conversion_memory(self, plan: BuildPlan) -> tuple[StageMemory, ...]:
+        """What the conversion stage holds at its peak, for the build-memory check (edgeqwen.build_memory)."""
+        from edgeqwen.build_memory import StageMemory
+
+        peak = self.conversion_base_bytes + self.conversion_bytes_per_parameter * plan.model.num_parameters
+        how = "fitted to measured builds" if self.conversion_memory_calibrated else "not yet measured: a cautious guess"
+        return (StageMemory("convert", int(peak), f"{self.engine}'s conversion ({how})"),)
 
     @abstractmethod
     def runtime_requirement(self, plan: BuildPlan, device: str | None = None) -> str:

@@ -56,6 +56,11 @@ CALIBRATION_FILE = "calibration.jsonl"
 # GPTQ calibration: 32 blocks of 512 tokens (16k tokens) from the calibration text. Enough for a stable
 # per-layer Hessian on 0.5B-1.7B models while keeping the pass to minutes on a laptop CPU.
 GPTQ_BLOCKS, GPTQ_BLOCK_TOKENS, GPTQ_TEXTS = 32, 512, 512
+# The conversion's memory (conversion_memory): fitted to benchmarks/build_memory.py, see benchmarks/RESULTS.md.
+# Fitted to the demo, Qwen2.5-0.5B and 1.5B shapes (raspberry-pi-5, --skip-drift), Dec 2026.
+OLIVE_PROCESS_BYTES = 1600 << 20  # the Olive child with torch, transformers and onnxruntime imported, and edgeqwen
+QUANTIZE_BYTES_PER_LAYER_WEIGHT, QUANTIZE_BYTES_PER_TABLE_ENTRY = 2.0, 26.0  # the table: untied, copied, quantized
+BUILDER_BYTES_PER_LAYER_WEIGHT, BUILDER_BYTES_PER_TABLE_ENTRY = 1.1, 8.0
 
 
 @dataclass(frozen=True)
@@ -322,6 +327,28 @@ class OrtGenaiBackend(Backend):
 
         # The model's I/O type, the KV cache and the block scales: fp16 on CUDA, fp32 on the CPU.
         return estimate_memory(plan, float_bytes=2 if plan.device == "cuda" else 4)
+
+    def conversion_memory(self, plan: BuildPlan):
+        """INT4 through Olive's Rtn / Gptq pass, then ModelBuilder, in one Olive process (whose imports take
+        OLIVE_PROCESS_BYTES). The pass loads the whole checkpoint in its own dtype (bf16 for Qwen: 2 bytes a
+        parameter) and quantizes it in place. The builder then holds every INT4 layer twice (its IR and the
+        protobuf `to_int4` makes of it, ~1.1 bytes a weight) and the vocabulary table in float32 with the lm_head's
+        RTN copies. The per-weight figures are fitted to benchmarks/build_memory.py; the pass's table term is the
+        larger (Olive unties the tied table to quantize it). Other precisions keep the engine-wide figures."""
+        from edgeqwen.build_memory import StageMemory
+
+        m = plan.model
+        if plan.quantization.weights != "int4" or plan.engine_options.algorithm == "k_quant":
+            return super().conversion_memory(plan)
+        table = m.vocab_size * m.hidden_size
+        layers = m.num_parameters - table * (1 if m.tied_embeddings else 2)
+        quantize = OLIVE_PROCESS_BYTES + QUANTIZE_BYTES_PER_LAYER_WEIGHT * layers + QUANTIZE_BYTES_PER_TABLE_ENTRY * table
+        build = OLIVE_PROCESS_BYTES + BUILDER_BYTES_PER_LAYER_WEIGHT * layers + BUILDER_BYTES_PER_TABLE_ENTRY * table
+        algorithm = plan.engine_options.algorithm.upper()
+        return (StageMemory(f"convert / {plan.engine_options.algorithm}", int(quantize),
+                            f"Olive's {algorithm} pass: the whole checkpoint (fitted to measured builds)"),
+                StageMemory("convert / builder", int(build),
+                            "ModelBuilder: the INT4 layers, the table in float32, the lm_head's RTN (fitted)"))
 
     def runtime_requirement(self, plan: BuildPlan, device: str | None = None) -> str:
         package = "onnxruntime-genai-cuda" if (device or plan.device) == "cuda" else "onnxruntime-genai"

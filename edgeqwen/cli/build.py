@@ -73,6 +73,10 @@ def add_parser(subparsers) -> None:
                         help="run the finished bundle on its target's instruction set (arm64 under QEMU) with its "
                              "documented runtime before it ships (default: on; EDGEQWEN_DEVICE_CHECK=off turns the "
                              "default off); --no-device-check records the check as not run")
+    parser.add_argument("--max-build-memory", type=real_number(0.5, 4096.0), metavar="GB",
+                        help="the memory this build may use, in GB (default: what the host has available when it "
+                             "starts); a build whose estimated peak stage is over it is refused before any conversion "
+                             "(--dry-run prints the estimate per stage)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable result")
     parser.set_defaults(handler=handle)
 
@@ -101,6 +105,7 @@ def make_request(args, target: str, out: Path | None) -> pipeline.BuildRequest:
         skip_drift=args.skip_drift,
         calib_data=args.calib_data,
         device_check=device_check_wanted(args),
+        max_build_memory_gb=args.max_build_memory,
         drift_overrides={
             "max_ppl_ratio": args.max_ppl_ratio,
             "max_mean_kld": args.max_mean_kld,
@@ -154,6 +159,7 @@ def dry_run_report(request: pipeline.BuildRequest, mode: str) -> dict:
         "plan": resolved.plan.to_dict(),
         "plan_hash": resolved.plan.hash(),
         "memory_estimate": resolved.memory.to_dict(),
+        "build_memory": resolved.build_memory.to_dict(),
         "destination": str(resolved.destination),
         "engine_config": backend.engine_config(resolved.plan, Path("<model>"), Path("<work>")),
     }
