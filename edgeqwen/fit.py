@@ -72,12 +72,17 @@ def bits_per_weight(precision: str, plan: BuildPlan, float_bytes: int) -> float:
     return bits + scale_bits + zero_point_bits
 
 
+def table_and_layer_weights(m) -> tuple[int, int]:
+    """Entries of one vocabulary table, and the weights of everything else (the decoder layers)."""
+    table = m.vocab_size * m.hidden_size
+    return table, m.num_parameters - table * (1 if m.tied_embeddings else 2)
+
+
 def estimate_memory(plan: BuildPlan, float_bytes: int, layer_bits: float | None = None) -> MemoryEstimate:
     """`float_bytes`: the engine's float width on the device; `layer_bits`: bits per decoder-layer weight
     (default: all at the plan's weight precision)."""
     m, q = plan.model, plan.quantization
-    table = m.vocab_size * m.hidden_size
-    layers = m.num_parameters - table * (1 if m.tied_embeddings else 2)
+    table, layers = table_and_layer_weights(m)
     if layer_bits is None:
         layer_bits = bits_per_weight({"int4": "int4", "int8": "int8"}.get(q.weights, "float"), plan, float_bytes)
     weight_bits = layers * layer_bits + table * bits_per_weight(q.lm_head, plan, float_bytes)

@@ -62,19 +62,17 @@ class Backend(ABC):
         """Weights, KV cache and runtime memory of the planned bundle on its device."""
 
     # The conversion's peak memory (every process alive in it) as a fixed part plus bytes per parameter of the
-    # checkpoint; each engine's figures are fitted to benchmarks/build_memory.py (benchmarks/RESULTS.md). An
-    # engine not yet measured keeps these cautious defaults and says so (`calibrated`).
+    # checkpoint. An engine fitted to benchmarks/build_memory.py overrides conversion_memory; the others keep
+    # these cautious defaults, and say so.
     conversion_base_bytes: ClassVar[int] = 2 << 30
     conversion_bytes_per_parameter: ClassVar[float] = 8.0
-    conversion_memory_calibrated: ClassVar[bool] = False
 
     def conversion_memory(self, plan: BuildPlan) -> tuple[StageMemory, ...]:
         """What the conversion stage holds at its peak, for the build-memory check (edgeqwen.build_memory)."""
         from edgeqwen.build_memory import StageMemory
 
         peak = self.conversion_base_bytes + self.conversion_bytes_per_parameter * plan.model.num_parameters
-        how = "fitted to measured builds" if self.conversion_memory_calibrated else "not yet measured: a cautious guess"
-        return (StageMemory("convert", int(peak), f"{self.engine}'s conversion ({how})"),)
+        return (StageMemory("convert", int(peak), f"{self.engine}'s conversion (not yet measured: a cautious guess)"),)
 
     @abstractmethod
     def runtime_requirement(self, plan: BuildPlan, device: str | None = None) -> str:

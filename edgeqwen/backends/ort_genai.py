@@ -56,8 +56,8 @@ CALIBRATION_FILE = "calibration.jsonl"
 # GPTQ calibration: 32 blocks of 512 tokens (16k tokens) from the calibration text. Enough for a stable
 # per-layer Hessian on 0.5B-1.7B models while keeping the pass to minutes on a laptop CPU.
 GPTQ_BLOCKS, GPTQ_BLOCK_TOKENS, GPTQ_TEXTS = 32, 512, 512
-# The conversion's memory (conversion_memory): fitted to benchmarks/build_memory.py, see benchmarks/RESULTS.md.
-# Fitted to the demo, Qwen2.5-0.5B and 1.5B shapes (raspberry-pi-5, --skip-drift), Dec 2026.
+# The conversion's memory (conversion_memory), fitted with benchmarks/build_memory.py to the demo, Qwen2.5-0.5B
+# and 1.5B shapes (raspberry-pi-5, --skip-drift, Dec 2026; benchmarks/RESULTS.md).
 OLIVE_PROCESS_BYTES = 1600 << 20  # the Olive child with torch, transformers and onnxruntime imported, and edgeqwen
 QUANTIZE_BYTES_PER_LAYER_WEIGHT, QUANTIZE_BYTES_PER_TABLE_ENTRY = 2.0, 26.0  # the table: untied, copied, quantized
 BUILDER_BYTES_PER_LAYER_WEIGHT, BUILDER_BYTES_PER_TABLE_ENTRY = 1.1, 8.0
@@ -336,12 +336,11 @@ class OrtGenaiBackend(Backend):
         RTN copies. The per-weight figures are fitted to benchmarks/build_memory.py; the pass's table term is the
         larger (Olive unties the tied table to quantize it). Other precisions keep the engine-wide figures."""
         from edgeqwen.build_memory import StageMemory
+        from edgeqwen.fit import table_and_layer_weights
 
-        m = plan.model
         if plan.quantization.weights != "int4" or plan.engine_options.algorithm == "k_quant":
             return super().conversion_memory(plan)
-        table = m.vocab_size * m.hidden_size
-        layers = m.num_parameters - table * (1 if m.tied_embeddings else 2)
+        table, layers = table_and_layer_weights(plan.model)
         quantize = OLIVE_PROCESS_BYTES + QUANTIZE_BYTES_PER_LAYER_WEIGHT * layers + QUANTIZE_BYTES_PER_TABLE_ENTRY * table
         build = OLIVE_PROCESS_BYTES + BUILDER_BYTES_PER_LAYER_WEIGHT * layers + BUILDER_BYTES_PER_TABLE_ENTRY * table
         algorithm = plan.engine_options.algorithm.upper()
