@@ -87,6 +87,9 @@ def run_sampled(command: list[str]) -> dict:
                 tracker.feed(text)
                 tail.append(text)
                 del tail[:-40]
+            # tqdm starts each redraw with \r, so the bar drawn last has no end yet: read it now, not at the
+            # next redraw (a pass that draws once at its start would be put to the stage before it)
+            tracker.feed(buffer.decode(errors="replace"))
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()

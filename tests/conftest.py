@@ -55,7 +55,7 @@ def copy_tokenizer(folder: Path) -> None:
         shutil.copy(tokenizer_source_dir() / name, folder / name)
 
 
-def make_tiny_qwen(folder: Path, family: str, seed: int = 0) -> Path:
+def make_tiny_qwen(folder: Path, family: str, seed: int = 0, tied: bool = True) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
@@ -68,7 +68,7 @@ def make_tiny_qwen(folder: Path, family: str, seed: int = 0) -> Path:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
         bos_token_id=151643,
         eos_token_id=151645,
     )

@@ -80,8 +80,10 @@ def test_build_and_generate(cli, tiny_models, tmp_path, target, family):
     assert manifest["plan"]["target"] == target.name and manifest["plan_hash"] == report["plan_hash"]
     assert manifest["model"]["weights_sha256"] == manifest["plan"]["model"]["weights_sha256"]
 
-    # The decoder layers were quantized on the checkpoint (Olive's Rtn), not by the builder over an FP32 graph.
-    assert [p["type"] for p in manifest["engine"]["olive_passes"]] == ["Rtn", "ModelBuilder"]
+    # The decoder layers were quantized on the checkpoint, tensor by tensor (Olive's RTN, streamed), not by the
+    # builder over an FP32 graph; the builder quantized only the lm_head.
+    assert manifest["engine"]["streamed_rtn"]["quantized_linears"] == 7 * 2  # q k v o gate up down, 2 layers
+    assert [p["type"] for p in manifest["engine"]["olive_passes"]] == ["ModelBuilder"]
     # The graph holds what the plan asked for: INT4 blocks of the planned size, one shared INT4 table.
     plan_q = manifest["plan"]["quantization"]
     ops, outputs = graph_summary(bundle)

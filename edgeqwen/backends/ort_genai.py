@@ -2,11 +2,13 @@
 
     plan  ->  olive_workflow(plan)  ->  `python -m olive run`  ->  graph repairs  ->  runtime files
 
-INT4 decoder layers are quantized on the PyTorch checkpoint by an Olive pass,
-Rtn (round to nearest) or Gptq (fitted on calibration text), and ModelBuilder
-takes those INT4 weights as they are, quantizing only the lm_head itself (by
-RTN). Leaving the layers to the builder's own RTN would hold the model in FP32
-three times over while it quantizes the whole graph at the end. k-quant is the
+INT4 decoder layers are quantized on the PyTorch checkpoint first, by RTN
+(round to nearest: Olive's quantizer, streamed one tensor at a time by
+streamed_rtn.py so the model is never in memory) or by Olive's Gptq pass
+(fitted on calibration text), and ModelBuilder takes those INT4 weights as they
+are, quantizing only the lm_head itself (by RTN). Leaving the layers to the
+builder's own RTN would hold the model in FP32 three times over while it
+quantizes the whole graph at the end. k-quant is the
 builder's own algorithm and goes straight through ModelBuilder. INT8 exports
 fp32 with ModelBuilder and quantizes with Olive's block-wise RTN pass at 8 bits,
 because the builder has no INT8 mode. fp32 (CPU) and fp16 (CUDA) are plain
@@ -53,14 +55,20 @@ LM_HEAD_MATMUL = "/lm_head/MatMul"
 RUNTIME_FILES = ("genai_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 MODEL_FILE, MODEL_DATA_FILE = "model.onnx", "model.onnx.data"
 CALIBRATION_FILE = "calibration.jsonl"
+RTN_CHECKPOINT = "rtn-checkpoint"  # the streamed RTN's Olive-quantized checkpoint, in the work folder
 # GPTQ calibration: 32 blocks of 512 tokens (16k tokens) from the calibration text. Enough for a stable
 # per-layer Hessian on 0.5B-1.7B models while keeping the pass to minutes on a laptop CPU.
 GPTQ_BLOCKS, GPTQ_BLOCK_TOKENS, GPTQ_TEXTS = 32, 512, 512
-# The conversion's memory (conversion_memory), fitted with benchmarks/build_memory.py to the demo, Qwen2.5-0.5B
-# and 1.5B shapes (raspberry-pi-5, --skip-drift, Dec 2026; benchmarks/RESULTS.md).
+# The conversion's memory (conversion_memory), fitted with benchmarks/build_memory.py to the Qwen2.5-0.5B, 1.5B
+# and 3B shapes (raspberry-pi-5, --skip-drift, Dec 2026; benchmarks/RESULTS.md), within 1 % of each.
 OLIVE_PROCESS_BYTES = 1600 << 20  # the Olive child with torch, transformers and onnxruntime imported, and edgeqwen
 QUANTIZE_BYTES_PER_LAYER_WEIGHT, QUANTIZE_BYTES_PER_TABLE_ENTRY = 2.0, 26.0  # the table: untied, copied, quantized
-BUILDER_BYTES_PER_LAYER_WEIGHT, BUILDER_BYTES_PER_TABLE_ENTRY = 1.1, 8.0
+# The streamed RTN (streamed_rtn.py, in the edgeqwen process) holds one shard: a decoder layer's weights, or the
+# vocabulary table(s) copied as they are, plus Olive's quantizer's temporaries over the largest matrix.
+STREAMED_BYTES_PER_WEIGHT, STREAMED_WORK_BYTES_PER_WEIGHT = 2.0, 8.0
+# The builder (INT4 step per MatMul, builder_int4.py): the INT4 layers once; the bf16 table, its float32 cast
+# saved as the embedding and the lm_head's float32 slices; a model with its own lm_head holds a second bf16 table.
+BUILDER_BYTES_PER_LAYER_WEIGHT, BUILDER_BYTES_PER_TABLE_ENTRY, BUILDER_BYTES_PER_UNTIED_ENTRY = 0.44, 16.2, 2.0
 
 
 @dataclass(frozen=True)
@@ -98,11 +106,15 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
         passes["gptq"] = {"type": "Gptq", "bits": 4, "group_size": q.block_size, "sym": q.symmetric,
                           "data_config": "calibration"}
         extra["data_configs"] = [calibration_data_config("calibration", model_dir, work_dir)]
-    elif q.weights == "int4" and options.algorithm == "rtn":
+        if rtn_quantizes_embedding(plan):  # Gptq quantizes no embedding; Olive's Rtn adds it to that checkpoint
+            passes["embedding"] = {"type": "Rtn", "bits": 4, "group_size": q.block_size, "sym": q.symmetric,
+                                   "embeds": True}
+    elif streams_rtn(plan):
         # Not the builder's own RTN: that one exports every layer in FP32 and quantizes the whole graph
         # at the end, holding the model three times over (6.9 GB peak in `olive run` for the Qwen2.5-0.5B
-        # shape, 4.6 GB this way; benchmarks/RESULTS.md).
-        passes["rtn"] = {"type": "Rtn", "bits": 4, "group_size": q.block_size, "sym": q.symmetric}
+        # shape; benchmarks/RESULTS.md). Nor Olive's Rtn pass, which loads the whole checkpoint: the layers
+        # are already quantized, tensor by tensor (streamed_rtn), and the builder reads that checkpoint.
+        model_dir = work_dir / RTN_CHECKPOINT
     passes["builder"] = builder
     if q.weights == "int4":
         builder.update(
@@ -149,6 +161,24 @@ def olive_workflow(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
     }
 
 
+def streams_rtn(plan: BuildPlan) -> bool:
+    """INT4 by RTN: the decoder layers quantized tensor by tensor before the builder (streamed_rtn)."""
+    return plan.quantization.weights == "int4" and plan.engine_options.algorithm == "rtn"
+
+
+def streamed_rtn_config(plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
+    q = plan.quantization
+    return {"input": str(model_dir), "output": str(work_dir / RTN_CHECKPOINT), "bits": 4,
+            "group_size": q.block_size, "symmetric": q.symmetric, "embeds": rtn_quantizes_embedding(plan)}
+
+
+def rtn_quantizes_embedding(plan: BuildPlan) -> bool:
+    """An INT4 embedding of its own (an untied model) is quantized by RTN on the checkpoint, with the layers or
+    after GPTQ: the builder then quantizes only MatMuls, and would ship the table in float32. A tied one becomes
+    the lm_head's (onnx_fixups)."""
+    return plan.quantization.embeddings == "int4" and not plan.model.tied_embeddings
+
+
 def calibration_data_config(name: str, model_dir: Path, work_dir: Path, block_tokens: int = GPTQ_BLOCK_TOKENS,
                             blocks: int = GPTQ_BLOCKS) -> dict:
     """An Olive data config over the calibration texts `write_calibration` writes (our own loader): `blocks`
@@ -177,14 +207,17 @@ def write_calibration(plan: BuildPlan, work_dir: Path) -> dict | None:
             "blocks": f"up to {GPTQ_BLOCKS} x {GPTQ_BLOCK_TOKENS} tokens"}
 
 
-def run_olive(config: dict, work_dir: Path, name: str = "olive") -> Path:
+def run_olive(config: dict, work_dir: Path, name: str = "olive", per_matmul_int4: bool = True) -> Path:
     """Run the workflow in a child process; return the folder holding the output model. `name` names its
-    config and log files in the work folder (a backend may run Olive more than once)."""
+    config and log files in the work folder (a backend may run Olive more than once). `per_matmul_int4`:
+    the builder's INT4 step one MatMul at a time (builder_int4; same bytes, a fraction of the memory);
+    False runs stock Olive (the tests compare the two)."""
     config_path = work_dir / f"{name}_config.json"
     config_path.write_text(json.dumps(config, indent=2))
     log_path = work_dir / f"{name}.log"
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "olive", "run", "--config", str(config_path), "--disable_telemetry"]
+    launcher = "edgeqwen.backends.olive_child" if per_matmul_int4 else "olive"
+    command = [sys.executable, "-m", launcher, "run", "--config", str(config_path), "--disable_telemetry"]
     pass_names = list(config["passes"])
     with tqdm(total=len(pass_names), desc=f"  {name} passes", unit="pass", leave=False) as bar:
 
@@ -263,7 +296,8 @@ class OrtGenaiBackend(Backend):
     devices = tuple(EXECUTION_PROVIDERS)
     options_type = OrtGenaiOptions
     folder_description = "an ONNX Runtime GenAI folder (genai_config.json)"
-    code_files = ("ort_genai.py", "onnx_fixups.py", "onnx_files.py", "child.py", "olive_calibration.py")
+    code_files = ("ort_genai.py", "streamed_rtn.py", "builder_int4.py", "olive_child.py", "onnx_fixups.py",
+                  "onnx_files.py", "child.py", "olive_calibration.py")
     tool_distributions = ("olive-ai", "onnxruntime-genai", "onnxruntime", "onnx", "onnx-ir")
 
     def resolve_options(self, target, recipe) -> OrtGenaiOptions:
@@ -329,25 +363,34 @@ class OrtGenaiBackend(Backend):
         return estimate_memory(plan, float_bytes=2 if plan.device == "cuda" else 4)
 
     def conversion_memory(self, plan: BuildPlan):
-        """INT4 through Olive's Rtn / Gptq pass, then ModelBuilder, in one Olive process (whose imports take
-        OLIVE_PROCESS_BYTES). The pass loads the whole checkpoint in its own dtype (bf16 for Qwen: 2 bytes a
-        parameter) and quantizes it in place. The builder then holds every INT4 layer twice (its IR and the
-        protobuf `to_int4` makes of it, ~1.1 bytes a weight) and the vocabulary table in float32 with the lm_head's
-        RTN copies. The per-weight figures are fitted to benchmarks/build_memory.py; the pass's table term is the
-        larger (Olive unties the tied table to quantize it). Other precisions keep the engine-wide figures."""
-        from edgeqwen.build_memory import StageMemory
+        """INT4 by the streamed RTN (one shard in the edgeqwen process) or Olive's Gptq pass, then ModelBuilder in
+        the Olive process (whose imports take OLIVE_PROCESS_BYTES). The Gptq pass loads the whole checkpoint in its
+        own dtype (bf16 for Qwen: 2 bytes a parameter) and quantizes it in place (its table term is the larger:
+        Olive unties the tied table to quantize it). The builder then holds every INT4 layer once and the
+        vocabulary table in bf16 and float32 (builder_int4 quantizes the lm_head a slice at a time). The
+        per-weight figures are fitted to benchmarks/build_memory.py. Other precisions keep the engine-wide figures."""
+        from edgeqwen.build_memory import PROCESS_BASE_BYTES, StageMemory
         from edgeqwen.fit import table_and_layer_weights
 
         if plan.quantization.weights != "int4" or plan.engine_options.algorithm == "k_quant":
             return super().conversion_memory(plan)
-        table, layers = table_and_layer_weights(plan.model)
+        m = plan.model
+        table, layers = table_and_layer_weights(m)
+        table_bytes = BUILDER_BYTES_PER_TABLE_ENTRY + (0 if m.tied_embeddings else BUILDER_BYTES_PER_UNTIED_ENTRY)
+        build = StageMemory("convert / builder", int(
+            OLIVE_PROCESS_BYTES + BUILDER_BYTES_PER_LAYER_WEIGHT * layers + table_bytes * table),
+            "ModelBuilder: the INT4 layers, the table in float32, the lm_head's RTN a slice at a time (fitted)")
+        if streams_rtn(plan):
+            tables = table * (1 if m.tied_embeddings else 2)
+            largest_matrix = m.intermediate_size * m.hidden_size
+            shard = max(tables, layers // max(m.num_layers, 1))
+            streamed = (PROCESS_BASE_BYTES + STREAMED_BYTES_PER_WEIGHT * shard
+                        + STREAMED_WORK_BYTES_PER_WEIGHT * largest_matrix)
+            return (StageMemory("convert / rtn", int(streamed),
+                                "RTN streamed tensor by tensor: one layer (or the table) at a time"), build)
         quantize = OLIVE_PROCESS_BYTES + QUANTIZE_BYTES_PER_LAYER_WEIGHT * layers + QUANTIZE_BYTES_PER_TABLE_ENTRY * table
-        build = OLIVE_PROCESS_BYTES + BUILDER_BYTES_PER_LAYER_WEIGHT * layers + BUILDER_BYTES_PER_TABLE_ENTRY * table
-        algorithm = plan.engine_options.algorithm.upper()
-        return (StageMemory(f"convert / {plan.engine_options.algorithm}", int(quantize),
-                            f"Olive's {algorithm} pass: the whole checkpoint (fitted to measured builds)"),
-                StageMemory("convert / builder", int(build),
-                            "ModelBuilder: the INT4 layers, the table in float32, the lm_head's RTN (fitted)"))
+        return (StageMemory("convert / gptq", int(quantize),
+                            "Olive's GPTQ pass: the whole checkpoint (fitted to measured builds)"), build)
 
     def runtime_requirement(self, plan: BuildPlan, device: str | None = None) -> str:
         package = "onnxruntime-genai-cuda" if (device or plan.device) == "cuda" else "onnxruntime-genai"
@@ -367,7 +410,8 @@ class OrtGenaiBackend(Backend):
         return tips
 
     def engine_config(self, plan: BuildPlan, model_dir: Path, work_dir: Path) -> dict:
-        return {"olive_workflow": olive_workflow(plan, model_dir, work_dir)}
+        streamed = {"streamed_rtn": streamed_rtn_config(plan, model_dir, work_dir)} if streams_rtn(plan) else {}
+        return {**streamed, "olive_workflow": olive_workflow(plan, model_dir, work_dir)}
 
     def convert(self, plan: BuildPlan, model_dir: Path, work_dir: Path, out_dir: Path) -> dict:
         """Export and quantize the model into `out_dir`; return facts for the manifest.
@@ -376,7 +420,15 @@ class OrtGenaiBackend(Backend):
         """
         config = olive_workflow(plan, model_dir, work_dir)
         calibration = write_calibration(plan, work_dir)
+        rtn = None
+        if streams_rtn(plan):
+            from edgeqwen.backends.streamed_rtn import write_rtn_checkpoint
+
+            rtn = write_rtn_checkpoint(model_dir, work_dir / RTN_CHECKPOINT, bits=4,
+                                       group_size=plan.quantization.block_size, symmetric=plan.quantization.symmetric,
+                                       embeds=rtn_quantizes_embedding(plan))
         olive_output = run_olive(config, work_dir)
+        shutil.rmtree(work_dir / RTN_CHECKPOINT, ignore_errors=True)  # scratch: 0.6 GB a billion parameters
         repairs = finish_model(plan, olive_output, out_dir)
         for name in RUNTIME_FILES:
             source = olive_output / name
@@ -386,6 +438,8 @@ class OrtGenaiBackend(Backend):
         facts = {"olive_passes": list(config["passes"].values()), "graph_repairs": repairs}
         if calibration:
             facts["calibration"] = calibration
+        if rtn:
+            facts["streamed_rtn"] = rtn
         return facts
 
     def finalize(self, plan: BuildPlan, bundle_dir: Path) -> None:

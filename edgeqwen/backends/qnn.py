@@ -176,7 +176,8 @@ class QnnBackend(Backend):
     devices = ("npu",)
     options_type = QnnOptions
     folder_description = "an ONNX Runtime GenAI decoder-pipeline folder with QNN context binaries"
-    code_files = ("qnn.py", "ort_genai.py", "onnx_files.py", "child.py", "olive_calibration.py")
+    code_files = ("qnn.py", "ort_genai.py", "builder_int4.py", "olive_child.py", "onnx_files.py", "child.py",
+                  "olive_calibration.py")
     tool_distributions = ("olive-ai", "onnxruntime-genai", "onnxruntime", "onnxruntime-qnn", "onnx", "onnx-ir")
 
     def resolve_options(self, target, recipe) -> QnnOptions:
