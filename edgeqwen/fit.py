@@ -10,6 +10,7 @@ buffer for the full context (ONNX Runtime GenAI's past_present_share_buffer).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from edgeqwen.errors import FitError
@@ -58,6 +59,18 @@ class MemoryEstimate:
             "context_length": self.context_length,
             "fits": self.fits,
         }
+
+
+def ram_variant_fits(estimate: MemoryEstimate, ram_gb: float, variants: tuple[float, ...]) -> list[dict]:
+    """Each RAM size the device ships in (`variants`, or only `ram_gb`): the budget at the profile's share of
+    its RAM (the rest is the system's), whether the bundle fits it, and the longest context that would."""
+    share = estimate.budget_bytes / (ram_gb * 1024 * MB)
+    rows = []
+    for ram in variants or (ram_gb,):
+        at = dataclasses.replace(estimate, budget_bytes=int(ram * 1024 * MB * share))
+        rows.append({"ram_gb": ram, "budget_mb": round(at.budget_bytes / MB), "fits": at.fits,
+                     "max_context": min(at.max_context_that_fits, estimate.context_length)})
+    return rows
 
 
 def bits_per_weight(precision: str, plan: BuildPlan, float_bytes: int) -> float:

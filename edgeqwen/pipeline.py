@@ -559,7 +559,8 @@ def write_bundle(resolved: ResolvedBuild, staging: Path, engine_facts: dict, dri
     staged_files = [p for p in staging.iterdir() if p.is_file()]
     files = sorted([p.name for p in staged_files] + ["README.md", device_check.REPORT_FILE])
     bundle_bytes = sum(p.stat().st_size for p in staged_files)  # all but the README being written
-    (staging / "README.md").write_text(device_readme(plan, target, requirement, bundle_bytes, files))
+    (staging / "README.md").write_text(device_readme(plan, target, requirement, bundle_bytes, files,
+                                                            resolved.memory))
     source = resolved.source
     body = {
         "model": {

@@ -44,12 +44,19 @@ class Hardware:
     memory_bandwidth_gbps: float
     accelerator: str = "none"
     os: Literal["linux", "android", "windows"] = "linux"  # the device's own system (its README's install paths)
+    # The RAM sizes the device ships in (ram_gb among them): the bundle's README says which of them it fits.
+    ram_variants_gb: tuple[float, ...] = ()
 
     def __post_init__(self):
         if not 1 <= self.cores <= MAX_THREADS:
             raise ValueError(f"cores = {self.cores}: expected 1 to {MAX_THREADS}")
         if not 0 < self.ram_gb <= 65536:
             raise ValueError(f"ram_gb = {self.ram_gb}: expected a number above 0 and at most 65536")
+        if self.ram_variants_gb and (self.ram_gb not in self.ram_variants_gb
+                                     or any(not 0 < v <= 65536 for v in self.ram_variants_gb)
+                                     or list(self.ram_variants_gb) != sorted(set(self.ram_variants_gb))):
+            raise ValueError(f"ram_variants_gb = {list(self.ram_variants_gb)}: expected RAM sizes in GB, ascending, "
+                             f"each above 0 and at most 65536, ram_gb ({self.ram_gb:g}) among them")
         if not 0 < self.memory_bandwidth_gbps <= 100000:
             raise ValueError(f"memory_bandwidth_gbps = {self.memory_bandwidth_gbps}: expected a number above 0 and "
                              "at most 100000")

@@ -73,6 +73,8 @@ def test_missing_key(tmp_path):
         ('device = "cpu"', 'device = "npu"', "device 'npu' is not available with engine 'onnxruntime-genai'"),
         ("context_length = 4096", "context_length = 10", "context_length = 10: expected 256 to 1048576"),
         ("threads = 4 ", "threads = 0 ", "threads = 0: expected 1 to 1024"),
+        ("ram_variants_gb = [2, 4, 8, 16]", "ram_variants_gb = [2, 4]",
+         r"ram_variants_gb = \[2.0, 4.0\]: .*ram_gb \(8\) among them"),
     ],
 )
 def test_invalid_values(tmp_path, old, new, message):
@@ -114,3 +116,41 @@ def test_new_profile_directory_is_picked_up(tmp_path, monkeypatch, cli):
     write(tmp_path, GOOD.replace('name = "raspberry-pi-5"', 'name = "my-board"'), name="my-board")
     monkeypatch.setenv("EDGEQWEN_TARGETS_DIR", str(tmp_path))
     assert "my-board" in cli("targets").out
+
+
+def test_the_bundle_readme_says_which_ram_sizes_of_the_device_it_fits(tiny_models, tmp_path):
+    # a Qwen2.5-3B-shaped plan (headers only) for the Pi 5: 1.7 GB of INT4 weights, which the 2 and 4 GB boards
+    # cannot hold at the profile's share of their RAM (half); the 8 and 16 GB boards can
+    from edgeqwen.backends import backend_for
+    from edgeqwen.bundle.readme import fit_section
+    from edgeqwen.models import resolve_model
+    from edgeqwen.plan import resolve_plan
+    from edgeqwen.recipes import recipe_for_model_type
+    from tests.conftest import write_header_only_checkpoint
+
+    config = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 151936,
+              "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36, "num_attention_heads": 16,
+              "num_key_value_heads": 2, "max_position_embeddings": 32768, "tie_word_embeddings": True,
+              "torch_dtype": "bfloat16", "rms_norm_eps": 1e-6, "rope_theta": 1e6}
+    kv = 2 * 2048 // 16
+    tensors = {"model.embed_tokens.weight": [151936, 2048], "model.norm.weight": [2048]}
+    for i in range(36):
+        p = f"model.layers.{i}."
+        tensors.update({p + "self_attn.q_proj.weight": [2048, 2048], p + "self_attn.q_proj.bias": [2048],
+                        p + "self_attn.k_proj.weight": [kv, 2048], p + "self_attn.k_proj.bias": [kv],
+                        p + "self_attn.v_proj.weight": [kv, 2048], p + "self_attn.v_proj.bias": [kv],
+                        p + "self_attn.o_proj.weight": [2048, 2048], p + "mlp.gate_proj.weight": [11008, 2048],
+                        p + "mlp.up_proj.weight": [11008, 2048], p + "mlp.down_proj.weight": [2048, 11008],
+                        p + "input_layernorm.weight": [2048], p + "post_attention_layernorm.weight": [2048]})
+    folder = write_header_only_checkpoint(tmp_path / "qwen25-3b", config, tensors)
+    target = load_target("raspberry-pi-5")
+    plan = resolve_plan(resolve_model(str(folder)), target, recipe_for_model_type("qwen2"))
+    memory = backend_for(plan.engine).estimate_memory(plan)
+    section = fit_section(plan, target, memory)
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in section.splitlines()
+            if line.startswith("| ") and "GB" in line}
+    assert list(rows) == ["2 GB", "4 GB", "8 GB", "16 GB"]
+    assert rows["8 GB"] == rows["16 GB"] == "fits"
+    assert rows["2 GB"].startswith("too small") and rows["4 GB"].startswith("too small")
+    assert f"{memory.total_bytes / 2**20:.0f} MB" in section and "50% of its RAM" in section
+

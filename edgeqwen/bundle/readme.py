@@ -5,6 +5,7 @@ from __future__ import annotations
 from edgeqwen.backends import backend_for
 from edgeqwen.bundle.readme_server import server_section
 from edgeqwen.device.install import InstallPath, install_paths
+from edgeqwen.fit import MemoryEstimate, ram_variant_fits
 from edgeqwen.plan import BuildPlan
 from edgeqwen.targets import TargetProfile
 
@@ -29,7 +30,37 @@ def install_section(path: InstallPath) -> str:
     return f"### {path.title}\n\n{ran} {note}```{language}\n" + "\n".join(path.commands) + f"\n```\n{then}"
 
 
-def device_readme(plan: BuildPlan, target: TargetProfile, requirement: str, bundle_bytes: int, files: list[str]) -> str:
+def fit_section(plan: BuildPlan, target: TargetProfile, memory: MemoryEstimate) -> str:
+    """Which of the device's RAM sizes the bundle fits, at the profile's share of the RAM."""
+    hardware = target.hardware
+    share = memory.budget_bytes / (hardware.ram_gb * 1024 * MB)
+    rows = []
+    for row in ram_variant_fits(memory, hardware.ram_gb, hardware.ram_variants_gb):
+        if row["fits"]:
+            verdict = "fits"
+        elif row["max_context"] > 0:
+            verdict = (f"too small at {plan.context_length} tokens; a {row['max_context']}-token context would fit "
+                       f"(`--context-length {row['max_context']}`)")
+        else:
+            verdict = "too small: the weights and the runtime alone are over its budget"
+        rows.append(f"| {row['ram_gb']:g} GB | {row['budget_mb']} MB | {verdict} |")
+    table = "\n".join(rows)
+    return f"""## Which devices it fits
+
+On the device it needs about {memory.total_bytes / MB:.0f} MB at its {plan.context_length}-token context
+({memory.weights_bytes / MB:.0f} MB of weights, {memory.kv_cache_bytes / MB:.0f} MB of KV cache,
+{memory.runtime_bytes / MB:.0f} MB for the runtime). The profile gives it {memory.budget_bytes / MB:.0f} MB of the
+{hardware.ram_gb:g} GB device ({share:.0%} of its RAM; the rest is the system's); at the same share:
+
+| RAM | budget | |
+|---|---|---|
+{table}
+
+"""
+
+
+def device_readme(plan: BuildPlan, target: TargetProfile, requirement: str, bundle_bytes: int, files: list[str],
+                  memory: MemoryEstimate) -> str:
     device_notes = backend_for(plan.engine).readme_notes(plan)  # the NPU's driver and what was verified for it
     listing = "\n".join(f"- `{name}`" for name in files)
     installs = "\n".join(install_section(path) for path in install_paths(plan, target))
@@ -41,7 +72,7 @@ Built by edgeqwen from `{plan.model.id}` with recipe `{plan.recipe}`: {precision
 context {plan.context_length} tokens, {plan.threads} threads; runtime {plan.engine} on {plan.device}.
 Bundle size: {bundle_bytes / MB:.1f} MB.
 
-## Install the runtime (once)
+{fit_section(plan, target, memory)}## Install the runtime (once)
 
 The runtime is `pip install {requirement}`; these are the ways to get it onto the device.
 
