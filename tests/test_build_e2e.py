@@ -184,7 +184,6 @@ def wait_for_staging(parent, name, process, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if list(parent.glob(f".partial-{name}-*")) and process.poll() is None:
-            time.sleep(3)  # well into the Olive run
             return
         time.sleep(0.2)
     pytest.fail("the build never started writing")
@@ -199,8 +198,11 @@ def test_a_build_stopped_midway_leaves_no_bundle(tiny_models, tmp_path, sig):
     out = tmp_path / "bundle"
     process = start_build(tiny_models["qwen3"], out)
     wait_for_staging(tmp_path, "bundle", process)
-    children = child_pids(process.pid)
+    deadline = time.monotonic() + 120  # the streamed RTN runs in the build's own process before Olive starts
+    while not (children := child_pids(process.pid)) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert children, "Olive runs in a child process"
+    time.sleep(3)  # well into the Olive run
     os.kill(process.pid, sig)
     process.wait(timeout=60)
     assert not out.exists()
