@@ -424,9 +424,10 @@ class OrtGenaiBackend(Backend):
         if streams_rtn(plan):
             from edgeqwen.backends.streamed_rtn import write_rtn_checkpoint
 
-            rtn = write_rtn_checkpoint(model_dir, work_dir / RTN_CHECKPOINT, bits=4,
-                                       group_size=plan.quantization.block_size, symmetric=plan.quantization.symmetric,
-                                       embeds=rtn_quantizes_embedding(plan))
+            shown = streamed_rtn_config(plan, model_dir, work_dir)  # what --dry-run shows is what runs
+            rtn = write_rtn_checkpoint(Path(shown["input"]), Path(shown["output"]), bits=shown["bits"],
+                                       group_size=shown["group_size"], symmetric=shown["symmetric"],
+                                       embeds=shown["embeds"])
         olive_output = run_olive(config, work_dir)
         shutil.rmtree(work_dir / RTN_CHECKPOINT, ignore_errors=True)  # scratch: 0.6 GB a billion parameters
         repairs = finish_model(plan, olive_output, out_dir)
