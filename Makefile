@@ -38,11 +38,11 @@ demo: setup device-check-tools
 # The default run takes about 15 minutes on a 2-core machine (the slow suite about 24); the slow tests (kill/interrupt builds,
 # a fresh OpenVINO virtualenv, the quality ladder's climbs, the data-aware rungs) run in CI after it.
 test: setup device-check-tools
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" --durations=25
 
 # The slow suite also fuzzes with Hypothesis's larger "ci" profile (tests/conftest.py).
 test-slow: setup device-check-tools
-	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -m "slow or fuzz"
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -m "slow or fuzz" --durations=40
 
 # Not a test: the side-by-side speed benchmark (benchmarks/RESULTS.md), about 25 minutes on 2 cores.
 bench: setup
