@@ -33,7 +33,8 @@ from edgeqwen.bundle.worker import BundleWorker
 from edgeqwen.device.environments import HOST_ARCH, Environment, native, prepare
 from edgeqwen.device.install import checked_path
 from edgeqwen.drift.evaldata import load_eval_data, token_windows
-from edgeqwen.drift.evaluate import CachedReference, WINDOW
+from edgeqwen.drift.evaluate import WINDOW
+from edgeqwen.drift.reference import CachedReference
 from edgeqwen.drift.gate import check_budget
 from edgeqwen.drift.metrics import TokenMetrics, summarize, token_metrics
 from edgeqwen.errors import WorkerError
@@ -236,16 +237,17 @@ def check_drift(environment: Environment, bundle_dir: Path, plan: BuildPlan, mod
     window = min(WINDOW, plan.context_length)
     windows = token_windows(tokenizer, data, eval_tokens, window)
     reference = CachedReference(model_dir, plan.model.weights_sha256, data.sha256, reference_memo)
+    reference_logits = reference.windows_logits(windows)  # the drift stage's, from the memo: before any worker starts
     against_reference, against_host, largest = [], [], 0.0
     try:
         with BundleWorker(bundle_dir, device=worker_device, threads=None, python_command=environment.command,
                           env=environment.process_env()) as device, \
                 BundleWorker(bundle_dir, device="cpu", verify=False) as host:
-            for tokens in windows:
+            for tokens, expected in zip(windows, reference_logits):
                 on_device, _ = device.logits(tokens)
                 on_host, _ = host.logits(tokens)
                 targets = np.array(tokens[1:])
-                against_reference.append(token_metrics(reference.window_logits(tokens), on_device, targets))
+                against_reference.append(token_metrics(expected, on_device, targets))
                 against_host.append(token_metrics(on_host, on_device, targets))
                 largest = max(largest, float(np.abs(on_host - on_device).max()))
             runtime = device.info

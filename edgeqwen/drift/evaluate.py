@@ -12,7 +12,8 @@ from edgeqwen.backends import backend_for
 from edgeqwen.drift.evaldata import load_eval_data, token_windows
 from edgeqwen.drift.gate import check_budget, check_decode, suggestions
 from edgeqwen.drift.metrics import TokenMetrics, summarize, token_metrics
-from edgeqwen.drift.runners import BundleRunner, ReferenceRunner
+from edgeqwen.drift.reference import CachedReference
+from edgeqwen.drift.runners import BundleRunner
 from edgeqwen.plan import BuildPlan
 from edgeqwen.schema import to_dict
 
@@ -32,40 +33,22 @@ GENERATION_TOKENS = 24
 DECODE_TOLERANCE = 0.25
 
 
-class CachedReference:
-    """The reference runner, loaded only when needed, with its answers kept in `memo` when one is given."""
-
-    def __init__(self, model_dir: Path, weights_sha256: str, eval_sha256: str, memo: dict | None):
-        self.model_dir = model_dir
-        self.prefix = (weights_sha256, eval_sha256)
-        self.memo = memo if memo is not None else {}
-        self.runner = None
-
-    def _get(self, kind: str, tokens: list[int], compute):
-        key = (*self.prefix, kind, tuple(tokens))
-        if key not in self.memo:
-            if self.runner is None:
-                self.runner = ReferenceRunner(self.model_dir)
-            self.memo[key] = compute(self.runner)
-        return self.memo[key]
-
-    def window_logits(self, tokens: list[int]) -> np.ndarray:
-        return self._get("logits", tokens, lambda runner: runner.window_logits(tokens))
-
-    def greedy(self, prompt_ids: list[int], new_tokens: int) -> list[int]:
-        return self._get(f"greedy{new_tokens}", prompt_ids, lambda runner: runner.greedy(prompt_ids, new_tokens))
-
-
-def compare_generation(prompt: str, tokenizer, reference: CachedReference, bundle: BundleRunner,
-                       context_length: int) -> dict:
-    """Greedy answers to one prompt, the reference's and the bundle's, each rendered by its own side:
-    Hugging Face's template and tokenizer for the reference, the shim's runtime for the bundle."""
+def reference_prompt(prompt: str, tokenizer) -> list[int]:
+    """Hugging Face's template and tokenizer: how the reference side renders a one-turn conversation."""
     messages = [{"role": "user", "content": prompt}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
-    ids = tokenizer(text)["input_ids"]
-    bundle_prompt = bundle.render(messages)
+    return tokenizer(text)["input_ids"]
+
+
+def compare_generation(prompt: str, ids: list[int], reference_answer: list[int], tokenizer, bundle: BundleRunner,
+                       context_length: int) -> dict:
+    """Greedy answers to one prompt, the reference's and the bundle's, each rendered by its own side: `ids`
+    and `reference_answer` are the reference's (the answer as long as the context allows after `ids`), the
+    bundle's come from the shim's runtime. Both are compared over the same number of new tokens: a greedy
+    answer cut shorter is the same answer's prefix."""
+    bundle_prompt = bundle.render([{"role": "user", "content": prompt}])
     new_tokens = min(GENERATION_TOKENS, context_length - max(len(ids), len(bundle_prompt)))
-    ref_ids, bundle_ids = reference.greedy(ids, new_tokens), bundle.greedy(bundle_prompt, new_tokens)
+    ref_ids, bundle_ids = reference_answer[:max(new_tokens, 0)], bundle.greedy(bundle_prompt, new_tokens)
     return {
         "prompt": prompt,
         "same_prompt_tokens": bundle_prompt == ids,
@@ -102,10 +85,11 @@ def per_position_mean(kld_by_window: list[np.ndarray]) -> list[float]:
     return means
 
 
-def window_metrics(reference: CachedReference, bundle: BundleRunner, windows: list[list[int]],
+def window_metrics(reference_logits: list[np.ndarray], bundle: BundleRunner, windows: list[list[int]],
                    device: str) -> list[TokenMetrics]:
-    return [token_metrics(reference.window_logits(tokens), bundle.window_logits(tokens), np.array(tokens[1:]))
-            for tokens in tqdm(windows, desc=f"  drift ({device})", unit="window", leave=False)]
+    return [token_metrics(expected, bundle.window_logits(tokens), np.array(tokens[1:]))
+            for expected, tokens in tqdm(list(zip(reference_logits, windows)), desc=f"  drift ({device})",
+                                         unit="window", leave=False)]
 
 
 def measure_drift(
@@ -128,16 +112,20 @@ def measure_drift(
     data = load_eval_data(eval_data)
     window = min(WINDOW, plan.context_length)
     windows = token_windows(tokenizer, data, eval_tokens, window)
+    # The reference first, all of it, layer by layer: its memory is freed before the bundle's runtime starts.
     reference = CachedReference(model_dir, plan.model.weights_sha256, data.sha256, reference_memo)
+    reference_logits = reference.windows_logits(windows)
+    prompts = [reference_prompt(prompt, tokenizer) for prompt in GENERATION_PROMPTS]
+    answers = reference.greedy(prompts, [min(GENERATION_TOKENS, plan.context_length - len(ids)) for ids in prompts])
     gated_device, *other_devices = backend_for(plan.engine).drift_devices(plan)
     with BundleRunner(bundle_dir, gated_device) as bundle:
-        parts = window_metrics(reference, bundle, windows, gated_device)
-        generation = [compare_generation(prompt, tokenizer, reference, bundle, plan.context_length)
-                      for prompt in GENERATION_PROMPTS]
+        parts = window_metrics(reference_logits, bundle, windows, gated_device)
+        generation = [compare_generation(prompt, ids, answer, tokenizer, bundle, plan.context_length)
+                      for prompt, ids, answer in zip(GENERATION_PROMPTS, prompts, answers)]
     also_measured = {}
     for device in other_devices:  # reported beside the gated figures, not gated
         with BundleRunner(bundle_dir, device) as other:
-            also_measured[device] = {"summary": summarize(TokenMetrics.concat(window_metrics(reference, other,
+            also_measured[device] = {"summary": summarize(TokenMetrics.concat(window_metrics(reference_logits, other,
                                                                                              windows, device))),
                                      "inference_precision": other.inference_precision}
     metrics = TokenMetrics.concat(parts)

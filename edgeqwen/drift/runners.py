@@ -1,11 +1,8 @@
-"""The two sides of a drift measurement: the full-precision reference and the bundle's own runtime.
-
-Both expose the same two calls:
+"""The bundle's side of a drift measurement (the reference's is edgeqwen.drift.reference):
     window_logits(tokens) -> [len(tokens) - 1, vocab] float32, row i predicting tokens[i + 1]
     greedy(prompt_ids, new_tokens) -> generated token ids (stopping at the model's end token)
 
-The reference is the source checkpoint in transformers at float32. The bundle
-runs through its own shim in worker mode (edgeqwen/bundle/worker.py), in its
+The bundle runs through its own shim in worker mode (edgeqwen/bundle/worker.py), in its
 own runtime, teacher-forced one token at a time: that is how the runtime
 decodes on the device, and an ONNX bundle's lm_head is pruned to the last
 position, so one step gives exactly one row of logits.
@@ -19,36 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from edgeqwen.bundle.worker import BundleWorker
-
-
-class ReferenceRunner:
-    def __init__(self, model_dir: Path):
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        self.torch = torch
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-
-    def window_logits(self, tokens: list[int]) -> np.ndarray:
-        with self.torch.no_grad():
-            logits = self.model(self.torch.tensor([tokens])).logits[0, :-1]
-        return logits.float().numpy()
-
-    def greedy(self, prompt_ids: list[int], new_tokens: int) -> list[int]:
-        ids = self.torch.tensor([prompt_ids])
-        eos = self.model.generation_config.eos_token_id
-        pad = eos[0] if isinstance(eos, list) else eos
-        with self.torch.no_grad():
-            output = self.model.generate(
-                ids,
-                attention_mask=self.torch.ones_like(ids),
-                pad_token_id=pad,
-                max_new_tokens=new_tokens,
-                do_sample=False,
-                top_k=None,
-                top_p=None,
-            )
-        return output[0, len(prompt_ids) :].tolist()
 
 
 class BundleRunner:
