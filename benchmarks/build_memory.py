@@ -123,13 +123,16 @@ def measure(label: str, model: str | None, args) -> dict:
     if model:
         build_args += ["--model", model]
     build_args.append("--device-check" if args.device_check else "--no-device-check")
+    if args.device_ram:
+        build_args += ["--device-ram", f"{args.device_ram:g}"]
     if args.skip_drift:
         build_args.append("--skip-drift")
     elif model:
         build_args += WIDE_OPEN
     estimate = dry_run_estimate(build_args)
     measured = run_sampled([str(BIN / "edgeqwen"), "build", *build_args, "--no-cache"])
-    row = {"model": label, "target": args.target, "drift_gate": not args.skip_drift,
+    target = f"{args.target} ({args.device_ram:g} GB)" if args.device_ram else args.target
+    row = {"model": label, "target": target, "drift_gate": not args.skip_drift,
            "device_check": args.device_check and not args.skip_drift, **measured,
            "estimate": estimate}
     if estimate:
@@ -143,6 +146,7 @@ def main() -> int:
     parser.add_argument("--demo", action="store_true", help="also the shipped demo model")
     parser.add_argument("--target", default="raspberry-pi-5")
     parser.add_argument("--skip-drift", action="store_true")
+    parser.add_argument("--device-ram", type=float, help="build for this RAM size of the target (e.g. 16: a 16 GB Pi 5)")
     parser.add_argument("--device-check", action=argparse.BooleanOptionalAction, default=True,
                         help="run the device check (default on; an arm64 target's is QEMU and slow for big shapes)")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/out/build-memory"))

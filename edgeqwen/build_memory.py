@@ -25,7 +25,7 @@ MB = 1 << 20
 PROCESS_BASE_BYTES = 900 * MB
 # A bundle's worker process (its shim, the runtime, the tokenizer) on top of its weights.
 WORKER_BASE_BYTES = 400 * MB
-# PyTorch's float32 forward over one drift window: hidden states and the attention and MLP activations.
+# PyTorch's float32 forward of one decoder layer over one drift window: its attention and MLP activations.
 REFERENCE_WORK_FACTOR = 6
 
 
@@ -61,10 +61,18 @@ class BuildMemory:
 
 
 def reference_bytes(model, eval_tokens: int, window: int) -> int:
-    """The drift gate's full-precision reference in the edgeqwen process: the model in float32, one window's
-    forward, and the logits of every window, which are kept for the generation and device checks."""
-    return 4 * model.num_parameters + kept_logits_bytes(model, eval_tokens, window) + window * (
-        REFERENCE_WORK_FACTOR * max(model.hidden_size, model.intermediate_size) + 2 * model.vocab_size) * 4
+    """The drift gate's full-precision reference in the edgeqwen process (edgeqwen.drift.reference): one decoder
+    layer in float32, the lm_head's matrix in float32, every eval window's hidden states and KV cache (the
+    windows go through each layer together), one window's forward, and the logits of every window, which are
+    kept for the generation and device checks."""
+    from edgeqwen.fit import table_and_layer_weights
+
+    table, layers = table_and_layer_weights(model)
+    tokens = -(-eval_tokens // window) * window
+    per_token_state = model.hidden_size + 2 * model.num_layers * model.num_kv_heads * model.head_dim
+    work = window * REFERENCE_WORK_FACTOR * max(model.hidden_size, model.intermediate_size)
+    return 4 * (layers // model.num_layers + table + tokens * per_token_state + work) \
+        + kept_logits_bytes(model, eval_tokens, window)
 
 
 def kept_logits_bytes(model, eval_tokens: int, window: int) -> int:
@@ -80,11 +88,14 @@ def estimate_build_memory(plan, bundle_weights_bytes: int, *, drift_gate: bool, 
     stages = list(backend_for(plan.engine).conversion_memory(plan))
     worker = WORKER_BASE_BYTES + bundle_weights_bytes
     if drift_gate:
-        stages.append(StageMemory("drift", PROCESS_BASE_BYTES + reference_bytes(plan.model, eval_tokens, window)
-                                  + worker, "the full-precision reference in float32 beside the bundle's runtime"))
+        kept = kept_logits_bytes(plan.model, eval_tokens, window)
+        # The reference runs first and is gone before the bundle's worker starts: the larger of the two.
+        stages.append(StageMemory("drift", PROCESS_BASE_BYTES + max(reference_bytes(plan.model, eval_tokens, window),
+                                                                    kept + worker),
+                                  "the full-precision reference, one decoder layer at a time in float32, then the "
+                                  "bundle's runtime beside the reference logits"))
         if device_check:  # the reference model is gone by now; its logits are kept to compare against
-            stages.append(StageMemory("device check", PROCESS_BASE_BYTES + worker
-                                      + kept_logits_bytes(plan.model, eval_tokens, window),
+            stages.append(StageMemory("device check", PROCESS_BASE_BYTES + worker + kept,
                                       "the bundle in its runtime on the target's instruction set"))
     return BuildMemory(tuple(stages), *limit)
 

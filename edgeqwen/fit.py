@@ -118,17 +118,27 @@ def estimate_memory(plan: BuildPlan, float_bytes: int, layer_bits: float | None 
     )
 
 
-def check_fit(plan: BuildPlan) -> MemoryEstimate:
+def check_fit(plan: BuildPlan, hardware=None) -> MemoryEstimate:
+    """The bundle's memory on the device, or FitError; `hardware` (the target's) names the device's larger RAM
+    sizes that would fit."""
     from edgeqwen.backends import backend_for
 
     estimate = backend_for(plan.engine).estimate_memory(plan)
     if not estimate.fits:
         e = estimate.to_dict()
-        hint = (
-            f"a context of at most {estimate.max_context_that_fits} tokens would fit (--context-length)"
-            if estimate.max_context_that_fits >= 256
-            else "the weights alone exceed the budget: choose a smaller model or a target with more memory"
-        )
+        hints = []
+        if estimate.max_context_that_fits >= 256:
+            hints.append(f"a context of at most {estimate.max_context_that_fits} tokens would fit (--context-length)")
+        if hardware is not None:
+            ram = plan.device_ram_gb or hardware.ram_gb
+            larger = [row for row in ram_variant_fits(estimate, ram, hardware.ram_variants_gb)
+                      if row["fits"] and row["ram_gb"] > ram]
+            if larger:
+                hints.append(f"it fits the {larger[0]['ram_gb']:g} GB {plan.target} at the same share of its RAM "
+                             f"({larger[0]['budget_mb']} MB): --device-ram {larger[0]['ram_gb']:g}")
+        if not hints:
+            hints.append("the weights alone exceed the budget: choose a smaller model or a target with more memory")
+        hint = "; or ".join(hints)
         raise FitError(
             f"{plan.model.id} does not fit target {plan.target!r}: weights {e['weights_mb']} MB + KV cache "
             f"{e['kv_cache_mb']} MB at {plan.context_length} tokens + runtime {e['runtime_mb']} MB = "

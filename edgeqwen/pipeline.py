@@ -80,6 +80,7 @@ class BuildRequest:
     calib_data: Optional[Path] = None  # None: the train split of the shipped corpus
     device_check: bool = True  # False: the bundle's device_check.json says "not run" and why
     max_build_memory_gb: Optional[float] = None  # None: what this host has available when the build starts
+    device_ram_gb: Optional[float] = None  # None: the RAM size the target profile describes
 
 
 @dataclass(frozen=True)
@@ -220,8 +221,8 @@ def resolve(request: BuildRequest, shared: "SharedWork | None" = None) -> Resolv
     if request.rung:
         recipe = apply_rung(recipe, load_rung(request.rung))
     plan = resolve_plan(source, target, recipe, request.precision, request.context_length, request.drift_overrides,
-                        request.calib_data)
-    memory = check_fit(plan)
+                        request.calib_data, request.device_ram_gb)
+    memory = check_fit(plan, target.hardware)
     if not request.skip_drift:
         check_eval_request(request, source)
     destination = request.out or default_destination(source, target)

@@ -79,6 +79,7 @@ class BuildPlan:
     memory_budget_mb: int
     drift: DriftBudget
     calibration: Optional[CalibrationRef] = None  # set when the quantization is fitted on text
+    device_ram_gb: Optional[float] = None  # --device-ram: one of the target's RAM sizes; None: its ram_gb
     plan_version: int = PLAN_VERSION
 
     def to_dict(self) -> dict:
@@ -181,6 +182,7 @@ def resolve_plan(
     context_length: Optional[int] = None,
     drift_overrides: Optional[dict] = None,
     calib_data: Optional[Path] = None,
+    device_ram_gb: Optional[float] = None,
 ) -> BuildPlan:
     """Precedence, lowest first: target profile, recipe, command line. Every input error surfaces here."""
     model = model_ref(source)
@@ -207,12 +209,26 @@ def resolve_plan(
         quantization=quantization,
         engine_options=options,
         context_length=context,
-        memory_budget_mb=target.limits.memory_budget_mb,
+        memory_budget_mb=resolve_memory_budget(target, device_ram_gb),
         drift=DriftBudget(**drift_values),
         calibration=calibration_ref(calib_data) if options.needs_calibration else None,
+        device_ram_gb=device_ram_gb,
     )
     backend.check_supported(plan)  # what the engine or device cannot run, before the fit check
     return plan
+
+
+def resolve_memory_budget(target: TargetProfile, device_ram_gb: Optional[float]) -> int:
+    """The profile's budget, or with --device-ram the same share of another RAM size the device ships in
+    (a 16 GB Raspberry Pi 5 gives a model twice the 8 GB board's budget)."""
+    hardware, budget = target.hardware, target.limits.memory_budget_mb
+    if device_ram_gb is None:
+        return budget
+    sizes = hardware.ram_variants_gb or (hardware.ram_gb,)
+    if device_ram_gb not in sizes:
+        raise PlanError(f"--device-ram {device_ram_gb:g}: {target.name} ships with "
+                        + ", ".join(f"{s:g}" for s in sizes) + " GB (its profile's ram_variants_gb)")
+    return round(budget * device_ram_gb / hardware.ram_gb)
 
 
 def resolve_context_length(requested: Optional[int], target: TargetProfile, model: ModelRef) -> int:

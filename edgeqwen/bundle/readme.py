@@ -33,9 +33,10 @@ def install_section(path: InstallPath) -> str:
 def fit_section(plan: BuildPlan, target: TargetProfile, memory: MemoryEstimate) -> str:
     """Which of the device's RAM sizes the bundle fits, at the profile's share of the RAM."""
     hardware = target.hardware
-    share = memory.budget_bytes / (hardware.ram_gb * 1024 * MB)
+    ram_gb = plan.device_ram_gb or hardware.ram_gb  # --device-ram, or the size the profile describes
+    share = memory.budget_bytes / (ram_gb * 1024 * MB)
     rows = []
-    for row in ram_variant_fits(memory, hardware.ram_gb, hardware.ram_variants_gb):
+    for row in ram_variant_fits(memory, ram_gb, hardware.ram_variants_gb):
         if row["fits"]:
             verdict = "fits"
         elif row["max_context"] > 0:
@@ -50,7 +51,7 @@ def fit_section(plan: BuildPlan, target: TargetProfile, memory: MemoryEstimate) 
 On the device it needs about {memory.total_bytes / MB:.0f} MB at its {plan.context_length}-token context
 ({memory.weights_bytes / MB:.0f} MB of weights, {memory.kv_cache_bytes / MB:.0f} MB of KV cache,
 {memory.runtime_bytes / MB:.0f} MB for the runtime). The profile gives it {memory.budget_bytes / MB:.0f} MB of the
-{hardware.ram_gb:g} GB device ({share:.0%} of its RAM; the rest is the system's); at the same share:
+{ram_gb:g} GB device ({share:.0%} of its RAM; the rest is the system's); at the same share:
 
 | RAM | budget | |
 |---|---|---|

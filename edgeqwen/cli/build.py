@@ -77,6 +77,9 @@ def add_parser(subparsers) -> None:
                         help="the memory this build may use, in GB (default: what the host has available when it "
                              "starts); a build whose estimated peak stage is over it is refused before any conversion "
                              "(--dry-run prints the estimate per stage)")
+    parser.add_argument("--device-ram", type=real_number(0.25, 65536.0), metavar="GB",
+                        help="the device's RAM when the target ships in several sizes (its ram_variants_gb, e.g. 16 "
+                             "for a 16 GB Raspberry Pi 5): the fit check gives the bundle the profile's share of it")
     parser.add_argument("--json", action="store_true", help="print a machine-readable result")
     parser.set_defaults(handler=handle)
 
@@ -106,6 +109,7 @@ def make_request(args, target: str, out: Path | None) -> pipeline.BuildRequest:
         calib_data=args.calib_data,
         device_check=device_check_wanted(args),
         max_build_memory_gb=args.max_build_memory,
+        device_ram_gb=args.device_ram,
         drift_overrides={
             "max_ppl_ratio": args.max_ppl_ratio,
             "max_mean_kld": args.max_mean_kld,
