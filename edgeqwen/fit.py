@@ -118,6 +118,11 @@ def estimate_memory(plan: BuildPlan, float_bytes: int, layer_bits: float | None 
     )
 
 
+def device_ram_gb(plan: BuildPlan, hardware) -> float:
+    """The RAM of the device the plan is built for: --device-ram, or the size the target profile describes."""
+    return plan.device_ram_gb or hardware.ram_gb
+
+
 def check_fit(plan: BuildPlan, hardware=None) -> MemoryEstimate:
     """The bundle's memory on the device, or FitError; `hardware` (the target's) names the device's larger RAM
     sizes that would fit."""
@@ -130,7 +135,7 @@ def check_fit(plan: BuildPlan, hardware=None) -> MemoryEstimate:
         if estimate.max_context_that_fits >= 256:
             hints.append(f"a context of at most {estimate.max_context_that_fits} tokens would fit (--context-length)")
         if hardware is not None:
-            ram = plan.device_ram_gb or hardware.ram_gb
+            ram = device_ram_gb(plan, hardware)
             larger = [row for row in ram_variant_fits(estimate, ram, hardware.ram_variants_gb)
                       if row["fits"] and row["ram_gb"] > ram]
             if larger:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from edgeqwen.backends import backend_for
 from edgeqwen.bundle.readme_server import server_section
 from edgeqwen.device.install import InstallPath, install_paths
-from edgeqwen.fit import MemoryEstimate, ram_variant_fits
+from edgeqwen.fit import MemoryEstimate, device_ram_gb, ram_variant_fits
 from edgeqwen.plan import BuildPlan
 from edgeqwen.targets import TargetProfile
 
@@ -33,7 +33,7 @@ def install_section(path: InstallPath) -> str:
 def fit_section(plan: BuildPlan, target: TargetProfile, memory: MemoryEstimate) -> str:
     """Which of the device's RAM sizes the bundle fits, at the profile's share of the RAM."""
     hardware = target.hardware
-    ram_gb = plan.device_ram_gb or hardware.ram_gb  # --device-ram, or the size the profile describes
+    ram_gb = device_ram_gb(plan, hardware)
     share = memory.budget_bytes / (ram_gb * 1024 * MB)
     rows = []
     for row in ram_variant_fits(memory, ram_gb, hardware.ram_variants_gb):

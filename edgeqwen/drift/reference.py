@@ -18,6 +18,7 @@ hidden states and KV caches, and the logits handed back.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -139,14 +140,16 @@ class LayerwiseReference:
             hidden = self.model.model.norm(hidden)
             return F.linear(hidden[:, -1:, :] if last_only else hidden, self._lm_head_weight())
 
-    def _with_norm(self, work):
+    @contextmanager
+    def _final_norm(self):
+        """The final norm's weights, held while the logits are computed."""
         self._load(self.model.model.norm, "model.norm.")
         try:
-            return work()
+            yield
         finally:
             self._free(self.model.model.norm)
 
-    # The two calls the drift measurement makes (the whole model's: edgeqwen.drift.runners.ReferenceRunner).
+    # The two calls the drift measurement makes (the whole model's forward and `generate`, layer by layer).
 
     def windows_logits(self, windows: list[list[int]]) -> list[np.ndarray]:
         """Each window teacher-forced: [len(window) - 1, vocab] float32, row i predicting window[i + 1]."""
@@ -155,7 +158,8 @@ class LayerwiseReference:
         config = self.model.config
         states = [self._start(tokens, DynamicCache(config=config), with_mask=False) for tokens in windows]
         self._through_layers(states, desc="  reference (layer by layer)")
-        return self._with_norm(lambda: [self._logits(s["hidden"], last_only=False)[0, :-1].numpy() for s in states])
+        with self._final_norm():
+            return [self._logits(s["hidden"], last_only=False)[0, :-1].numpy() for s in states]
 
     def greedy(self, prompts: list[list[int]], new_tokens: list[int]) -> list[list[int]]:
         """Each prompt's greedy answer of up to its `new_tokens`, stopping after the model's end token."""
@@ -173,8 +177,7 @@ class LayerwiseReference:
         answers = [[] for _ in prompts]
         pending = [ids for ids, limit in zip(prompts, new_tokens) if limit > 0]
         live = [i for i, limit in enumerate(new_tokens) if limit > 0]
-        self._load(self.model.model.norm, "model.norm.")
-        try:
+        with self._final_norm():
             while live:
                 states = [self._start(ids, caches[i], with_mask=True) for i, ids in zip(live, pending)]
                 self._through_layers(states)
@@ -188,8 +191,6 @@ class LayerwiseReference:
                         still.append(i)
                         pending.append([token])
                 live = still
-        finally:
-            self._free(self.model.model.norm)
         return answers
 
 
